@@ -1,0 +1,67 @@
+"""What an audit record says, independent of how it is stored."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class RecordKind(StrEnum):
+    ADMITTED = "admitted"
+    COMPLETED = "completed"
+
+
+class Completion(StrEnum):
+    """How a request ended (the ``status`` of its completed record)."""
+
+    OK = "ok"
+    REJECTED = "rejected"  # refused by Tollhouse before any upstream call
+    UPSTREAM_ERROR = "upstream_error"
+    TIMEOUT = "timeout"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    STREAM_INTERRUPTED = "stream_interrupted"  # the upstream broke off after the first byte
+    AUDIT_UNAVAILABLE = "audit_unavailable"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One row of ``audit_records``. Field names match the table's columns."""
+
+    request_id: str
+    kind: RecordKind
+    recorded_at: dt.datetime
+    app: str
+    team: str | None
+    key_id: str
+    endpoint: str
+    status: str
+    content_retention: str
+    end_user: str | None = None
+    requested_model: str | None = None
+    stream: bool = False
+    upstream: str | None = None
+    deployment_model: str | None = None
+    destination: str | None = None
+    attempts: list[dict[str, Any]] | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    system_fingerprint: str | None = None
+    http_status: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    finish_reasons: list[str] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    usage_estimated: bool = False
+    cost: Decimal | None = None
+    currency: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    request_content: Any | None = None
+    response_content: Any | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

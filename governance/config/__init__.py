@@ -1,0 +1,29 @@
+"""Tollhouse configuration: one YAML file, validated, with environment overrides."""
+
+from governance.config.loader import ENV_CONFIG_PATH, load_settings, resolve_config_path
+from governance.config.schema import (
+    AppConfig,
+    AuditConfig,
+    DeploymentConfig,
+    ModelConfig,
+    PriceConfig,
+    RetryConfig,
+    ServerConfig,
+    Settings,
+    UpstreamConfig,
+)
+
+__all__ = [
+    "ENV_CONFIG_PATH",
+    "AppConfig",
+    "AuditConfig",
+    "DeploymentConfig",
+    "ModelConfig",
+    "PriceConfig",
+    "RetryConfig",
+    "ServerConfig",
+    "Settings",
+    "UpstreamConfig",
+    "load_settings",
+    "resolve_config_path",
+]

@@ -1,0 +1,88 @@
+"""Load ``tollhouse.yaml``: the only module that reads the environment.
+
+Environment overrides: ``TOLLHOUSE_DATABASE_URL`` replaces ``database_url``; each
+upstream's ``api_key_env`` names the variable holding its key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from governance.config.schema import Settings
+from governance.errors import ConfigError
+
+ENV_CONFIG_PATH = "TOLLHOUSE_CONFIG"
+ENV_DATABASE_URL = "TOLLHOUSE_DATABASE_URL"
+DEFAULT_CONFIG_PATH = "tollhouse.yaml"
+
+
+def resolve_config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """``--config`` if given, else ``$TOLLHOUSE_CONFIG``, else ``./tollhouse.yaml``."""
+    env = os.environ if environ is None else environ
+    return Path(explicit or env.get(ENV_CONFIG_PATH) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and complete the settings, or raise `ConfigError` naming file and field."""
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the configuration file ({exc.strerror}); "
+            f"pass --config FILE or set {ENV_CONFIG_PATH}"
+        ) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return settings_from_mapping(raw, env, source=str(path))
+
+
+def settings_from_mapping(
+    raw: dict[str, Any], environ: Mapping[str, str], *, source: str = "<config>"
+) -> Settings:
+    """Validate an already-parsed document and apply the environment overrides."""
+    if ENV_DATABASE_URL in environ:
+        raw = {**raw, "database_url": environ[ENV_DATABASE_URL]}
+    if "upstream_api_keys" in raw:
+        raise ConfigError(
+            f"{source}: upstream_api_keys: secrets never go in the file; use api_key_env"
+        )
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc)) from exc
+    keys: dict[str, SecretStr] = {}
+    for upstream in settings.upstreams:
+        if upstream.api_key_env is None:
+            continue
+        value = environ.get(upstream.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"{source}: upstreams[{upstream.name}].api_key_env: environment variable "
+                f"{upstream.api_key_env} is not set; export it or remove api_key_env"
+            )
+        keys[upstream.name] = SecretStr(value)
+    return settings.model_copy(update={"upstream_api_keys": keys})
+
+
+def _describe(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s)):"]
+    for error in exc.errors(include_url=False):
+        field = ".".join(
+            f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]
+        ).replace(".[", "[")
+        where = field or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""The shape of ``tollhouse.yaml``: pydantic models, strict (unknown keys are errors).
+
+The README's "Configuration reference" documents every field; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Destination = Literal["internal", "external"]
+ContentRetention = Literal["none", "full"]
+Name = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+]
+# Prices are per million tokens; six decimals keep the per-token cost exact at 12 places.
+Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class UpstreamConfig(_Strict):
+    """A model server Tollhouse forwards to."""
+
+    name: Name
+    kind: Literal["openai_compatible"] = "openai_compatible"
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+.*$")]
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    destination: Destination
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="read timeout: first byte and between chunks"
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class DeploymentConfig(_Strict):
+    """One place a model alias is served; weight 0 means 'fallback only'."""
+
+    upstream: Name
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    weight: int = Field(default=1, ge=0)
+
+
+class ModelConfig(_Strict):
+    """A model alias clients put in ``model``, served by one or more deployments."""
+
+    name: Name
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ModelConfig:
+        if not any(d.weight > 0 for d in self.deployments):
+            raise ValueError("at least one deployment needs a weight above 0")
+        return self
+
+
+class PriceConfig(_Strict):
+    """Price of a model alias per million tokens, in force from ``effective_from`` (UTC)."""
+
+    model: Name
+    input: Price
+    output: Price
+    effective_from: dt.date
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class AppConfig(_Strict):
+    """Per-application settings; keys name their app. Apps not listed get ``default_app``."""
+
+    name: Name
+    audit_content: ContentRetention = "none"
+    models: list[Name] | None = Field(default=None, description="aliases allowed; null = all")
+
+
+class DefaultAppConfig(_Strict):
+    audit_content: ContentRetention = "none"
+    models: list[Name] | None = None
+
+
+class RetryConfig(_Strict):
+    """Retries happen only before the first byte of an answer reached the client."""
+
+    attempts_per_deployment: int = Field(default=2, ge=1, le=10)
+    backoff_initial_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    retry_after_max_s: float = Field(default=5.0, ge=0)
+
+
+class AuditConfig(_Strict):
+    batch_max: int = Field(default=512, ge=1, description="records per group commit")
+    queue_max: int = Field(default=20_000, ge=1, description="pending records before 503")
+    write_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class Settings(_Strict):
+    database_url: str = "sqlite:///./tollhouse.db"
+    server: ServerConfig = ServerConfig()
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    pricing: list[PriceConfig] = Field(default_factory=list)
+    apps: list[AppConfig] = Field(default_factory=list)
+    default_app: DefaultAppConfig = DefaultAppConfig()
+    retry: RetryConfig = RetryConfig()
+    audit: AuditConfig = AuditConfig()
+    auth_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="how long a key lookup is cached"
+    )
+    # Filled from the environment by the loader, never from the file.
+    upstream_api_keys: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        _unique("upstreams", [u.name for u in self.upstreams])
+        _unique("models", [m.name for m in self.models])
+        _unique("apps", [a.name for a in self.apps])
+        upstreams = {u.name for u in self.upstreams}
+        models = {m.name for m in self.models}
+        for i, model in enumerate(self.models):
+            for j, dep in enumerate(model.deployments):
+                if dep.upstream not in upstreams:
+                    raise ValueError(
+                        f"models[{i}].deployments[{j}].upstream: unknown upstream "
+                        f"{dep.upstream!r} (known: {sorted(upstreams)})"
+                    )
+        seen: set[tuple[str, dt.date]] = set()
+        for i, price in enumerate(self.pricing):
+            if price.model not in models:
+                raise ValueError(f"pricing[{i}].model: unknown model {price.model!r}")
+            if (price.model, price.effective_from) in seen:
+                raise ValueError(f"pricing[{i}]: two prices for {price.model!r} on the same date")
+            seen.add((price.model, price.effective_from))
+        allowed_lists = [("default_app", self.default_app.models)] + [
+            (f"apps[{i}]", a.models) for i, a in enumerate(self.apps)
+        ]
+        for where, allowed in allowed_lists:
+            for name in allowed or []:
+                if name not in models:
+                    raise ValueError(f"{where}.models: unknown model {name!r}")
+        return self
+
+    def upstream(self, name: str) -> UpstreamConfig:
+        return next(u for u in self.upstreams if u.name == name)
+
+    def app(self, name: str) -> AppConfig:
+        """Settings of an app, falling back to ``default_app`` for apps not listed."""
+        for app in self.apps:
+            if app.name == name:
+                return app
+        return AppConfig(
+            name=name,
+            audit_content=self.default_app.audit_content,
+            models=self.default_app.models,
+        )
+
+
+def _unique(section: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{section}: duplicate names {dupes}")

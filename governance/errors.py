@@ -1,0 +1,127 @@
+"""The one error hierarchy of Tollhouse.
+
+Every error a client can see is a `TollhouseError` carrying the HTTP status and the
+OpenAI error ``type``/``code`` it is rendered with (see `proxy.errors`). Library errors
+are converted at the boundary where they occur, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TollhouseError(Exception):
+    """Base class: a message safe to show a client, plus its wire classification."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        if code is not None:
+            self.code = code
+        self.param = param
+
+
+class ConfigError(TollhouseError):
+    """The configuration is invalid; start-up stops with this message."""
+
+    code = "invalid_configuration"
+
+
+class InvalidRequestError(TollhouseError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(TollhouseError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(TollhouseError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_permitted"
+
+
+class NotFoundError(TollhouseError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class ServiceUnavailableError(TollhouseError):
+    status = 503
+    type = "service_unavailable"
+
+
+class AuditUnavailableError(ServiceUnavailableError):
+    """The audit store cannot make a record durable: the request is refused (fail closed)."""
+
+    code = "audit_unavailable"
+
+
+class UpstreamError(TollhouseError):
+    """An upstream failed. ``retryable`` says whether another attempt may help."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        upstream_status: int | None = None,
+    ) -> None:
+        super().__init__(message, status=status, type=type, code=code, param=param)
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after_s: float | None = retry_after_s
+        self.upstream_status = upstream_status
+
+
+class UpstreamConnectError(UpstreamError):
+    code = "upstream_unreachable"
+    retryable = True
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; 429 and 5xx are retryable."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's answer could not be understood (malformed JSON or SSE)."""
+
+    code = "upstream_bad_response"

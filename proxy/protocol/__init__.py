@@ -1,0 +1,1 @@
+"""OpenAI wire models. Unknown fields are accepted on purpose and passed through."""

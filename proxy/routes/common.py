@@ -1,0 +1,32 @@
+"""The shape every model-calling route shares."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.asgi import EventStreamResponse, cancel_on_disconnect
+from proxy.pipeline import EndpointSpec
+from proxy.state import AppState
+
+
+def state_of(request: Request) -> AppState:
+    state = request.app.state.tollhouse
+    assert isinstance(state, AppState)
+    return state
+
+
+async def forward(request: Request, spec: EndpointSpec) -> Response:
+    """Authenticate, admit, then answer in one piece or as a stream."""
+    state = state_of(request)
+    principal = await state.authenticator.authenticate(request.headers.get("authorization"))
+    pipeline = state.pipeline
+    call = pipeline.new_call(principal, spec.endpoint)
+    request.state.request_id = call.request_id
+    headers = {"x-request-id": call.request_id}
+    await pipeline.admit(call, spec, await request.body())
+    if call.stream:
+        relay = await cancel_on_disconnect(request.receive, pipeline.stream(call, spec))
+        return EventStreamResponse(relay.pump, headers)
+    raw = await cancel_on_disconnect(request.receive, pipeline.unary(call, spec))
+    return Response(raw, media_type="application/json", headers=headers)

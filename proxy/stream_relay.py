@@ -1,0 +1,184 @@
+"""Relaying a streamed answer chunk by chunk.
+
+Nothing is held back: each upstream event is forwarded as soon as it is parsed. The
+relay only watches what passes (usage, ids, finish reasons, optionally content) and
+drops the final usage-only chunk for clients that did not ask for usage (Tollhouse
+always asks upstream, so spend is exact). Once the first byte has gone out, errors
+travel in-stream as an ``error`` event followed by ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from governance.audit import RecordKind
+from governance.errors import (
+    AuditUnavailableError,
+    TollhouseError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+from proxy.asgi import Emit
+from proxy.calls import Call
+from proxy.errors import error_payload
+from proxy.routing import Router, Target
+from proxy.upstream.adapter import EventStream
+from proxy.usage import StreamObserver, Usage
+
+if TYPE_CHECKING:
+    from proxy.pipeline import Pipeline
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class _Opened:
+    stream: EventStream
+    events: AsyncIterator[bytes]
+    first: bytes | None
+
+
+async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str) -> StreamRelay:
+    """Connect upstream and read the first event, retrying/falling back until one works."""
+    assert call.model is not None and call.body is not None
+    body = {**call.body, "stream": True}
+    options = body.get("stream_options")
+    body["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
+
+    async def attempt(target: Target) -> _Opened:
+        stream = await target.adapter.open_stream(path, {**body, "model": target.deployment.model})
+        events = stream.events()
+        try:
+            first = await anext(events, None)
+        except BaseException:
+            await stream.close()
+            raise
+        return _Opened(stream, events, first)
+
+    opened, call.target = await router.run(router.plan(call.model), attempt, call.attempts)
+    return StreamRelay(pipeline, call, opened)
+
+
+class StreamRelay:
+    def __init__(self, pipeline: Pipeline, call: Call, opened: _Opened) -> None:
+        self._pipeline = pipeline
+        self._call = call
+        self._opened = opened
+        self._observer = StreamObserver(keep_content=call.keeps_content)
+        self._ttft_ms: float | None = None
+
+    async def pump(self, emit: Emit) -> None:
+        """Forward every event; write the completed record; end with ``[DONE]``."""
+        call = self._call
+        try:
+            if self._opened.first is not None:
+                await self._forward(self._opened.first, emit)
+            async for data in self._opened.events:
+                await self._forward(data, emit)
+        except UpstreamError as error:
+            await self._end_with_error(error, emit)
+            return
+        except asyncio.CancelledError:
+            self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
+            raise
+        except Exception:
+            # The client's connection failed under us (send raised): nobody to answer.
+            self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
+            raise
+        finally:
+            await self._opened.stream.close()
+        entry = self._pipeline.completed_ok(
+            call, self._usage(), ttft_ms=self._ttft_ms, **self._identity()
+        )
+        try:
+            await self._pipeline.write(entry)
+        except AuditUnavailableError as error:
+            await emit(_error_event(error))
+        await emit(DONE)
+
+    async def _forward(self, data: bytes, emit: Emit) -> None:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream {self._upstream()}: a stream event is not valid JSON"
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError(
+                f"upstream {self._upstream()}: a stream event is not an object"
+            )
+        error = chunk.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(f"upstream {self._upstream()} failed mid-stream: {message}")
+        self._observer.observe(chunk)
+        if not chunk.get("choices") and chunk.get("usage") and not self._call.client_wants_usage:
+            return  # the usage chunk Tollhouse asked for on the client's behalf
+        if self._ttft_ms is None:
+            self._ttft_ms = self._call.elapsed_ms()
+        await emit(b"data: " + data + b"\n\n")
+
+    async def _end_with_error(self, error: TollhouseError, emit: Emit) -> None:
+        call = self._call
+        status = "timeout" if isinstance(error, UpstreamTimeoutError) else "stream_interrupted"
+        entry = call.entry(
+            RecordKind.COMPLETED,
+            status,
+            http_status=200,
+            error_type=error.code or error.type,
+            error_message=error.message,
+            latency_ms=call.elapsed_ms(),
+            ttft_ms=self._ttft_ms,
+            **self._outcome(),
+        )
+        try:
+            await self._pipeline.write(entry)
+        except AuditUnavailableError:
+            pass  # the client still learns the stream failed; the store is down anyway
+        await emit(_error_event(error))
+        await emit(DONE)
+
+    def _usage(self) -> Usage:
+        if self._observer.usage is not None:
+            return self._observer.usage
+        return Usage(
+            self._pipeline.estimate_input(self._call),
+            self._observer.estimated_output_tokens,
+            estimated=True,
+        )
+
+    def _identity(self) -> dict[str, Any]:
+        observer = self._observer
+        return {
+            "response_id": observer.response_id,
+            "response_model": observer.response_model,
+            "system_fingerprint": observer.system_fingerprint,
+            "finish_reasons": observer.finish_reasons or None,
+            "response_content": observer.content() if observer.keep_content else None,
+        }
+
+    def _outcome(self) -> dict[str, Any]:
+        """Identity plus the (partial) usage of a stream that did not finish."""
+        usage = self._usage()
+        return {
+            **self._identity(),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "usage_estimated": usage.estimated,
+        }
+
+    def _upstream(self) -> str:
+        return self._call.target.adapter.name if self._call.target else "?"
+
+
+def _error_event(error: TollhouseError) -> bytes:
+    return b"data: " + orjson.dumps(error_payload(error)) + b"\n\n"

@@ -1,0 +1,38 @@
+"""The interface every upstream adapter implements.
+
+An adapter turns an OpenAI-shaped request body into a call to one provider and its
+answer back into OpenAI shape, raising only `governance.errors.UpstreamError`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """A complete, successful, non-streamed answer."""
+
+    payload: dict[str, Any]
+    raw: bytes
+
+
+class EventStream(Protocol):
+    """A streamed answer: the ``data`` payload of each event, ending at ``[DONE]``."""
+
+    def events(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+class UpstreamAdapter(Protocol):
+    name: str
+    destination: str
+
+    async def call(self, path: str, body: dict[str, Any]) -> JsonReply: ...
+
+    async def open_stream(self, path: str, body: dict[str, Any]) -> EventStream: ...
+
+    async def close(self) -> None: ...

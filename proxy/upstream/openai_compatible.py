@@ -1,0 +1,186 @@
+"""Adapter for OpenAI-compatible servers: vLLM, OpenAI itself and the many lookalikes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from governance.config.schema import UpstreamConfig
+from governance.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from proxy.upstream.adapter import JsonReply
+from proxy.upstream.sse import SSEDecoder
+
+_DONE = b"[DONE]"
+
+
+class OpenAICompatibleAdapter:
+    """One pooled HTTP client per upstream; errors mapped to Tollhouse's hierarchy."""
+
+    def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
+        self.name = config.name
+        self.destination: str = config.destination
+        self._base_url = config.base_url
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
+        )
+        self._connector_limit = config.max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connector_limit, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        try:
+            response = await self._client().post(
+                self._base_url + path, data=orjson.dumps(body), headers=self._headers
+            )
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamConnectError(f"upstream {self.name}: connect timed out") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            if isinstance(exc, aiohttp.SocketTimeoutError):
+                raise UpstreamTimeoutError(
+                    f"upstream {self.name}: no answer within the read timeout"
+                ) from exc
+            raise UpstreamConnectError(
+                f"upstream {self.name}: connection failed ({type(exc).__name__})"
+            ) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(f"upstream {self.name}: timed out") from exc
+        if response.status >= 400:
+            try:
+                await self._raise_for_status(response)
+            finally:
+                response.release()
+        return response
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        message, kind, code = _error_fields(body)
+        retry_after = _retry_after_s(response.headers.get("Retry-After"))
+        retryable = status == 429 or status >= 500
+        raise UpstreamStatusError(
+            f"upstream {self.name} answered {status}: {message}",
+            status=status if status < 500 else 502,
+            type=kind or ("rate_limit_error" if status == 429 else None),
+            code=code or f"upstream_http_{status}",
+            retryable=retryable,
+            retry_after_s=retry_after,
+            upstream_status=status,
+        )
+
+    async def call(self, path: str, body: dict[str, Any]) -> JsonReply:
+        response = await self._post(path, body)
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, aiohttp.SocketTimeoutError):
+                raise UpstreamTimeoutError(f"upstream {self.name}: read timed out") from exc
+            raise UpstreamConnectError(
+                f"upstream {self.name}: connection lost reading the answer"
+            ) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(f"upstream {self.name}: read timed out") from exc
+        finally:
+            response.release()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(f"upstream {self.name}: answer is not valid JSON") from exc
+        if not isinstance(payload, dict):
+            raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
+        return JsonReply(payload=payload, raw=raw)
+
+    async def open_stream(self, path: str, body: dict[str, Any]) -> _SSEStream:
+        response = await self._post(path, body)
+        return _SSEStream(self.name, response)
+
+
+class _SSEStream:
+    def __init__(self, upstream: str, response: aiohttp.ClientResponse) -> None:
+        self._upstream = upstream
+        self._response = response
+
+    async def events(self) -> AsyncIterator[bytes]:
+        decoder = SSEDecoder()
+        try:
+            async for chunk in self._response.content.iter_any():
+                for data in decoder.feed(chunk):
+                    if data == _DONE:
+                        return
+                    yield data
+        except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, aiohttp.SocketTimeoutError):
+                raise UpstreamTimeoutError(f"upstream {self._upstream}: stream stalled") from exc
+            raise UpstreamConnectError(
+                f"upstream {self._upstream}: connection lost mid-stream"
+            ) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(f"upstream {self._upstream}: stream stalled") from exc
+        raise UpstreamProtocolError(f"upstream {self._upstream}: stream ended without [DONE]")
+
+    async def close(self) -> None:
+        self._response.close()
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return (body[:200].decode("utf-8", "replace") or "no error body"), None, None
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("detail") or "no message"
+        kind = error.get("type")
+        code = error.get("code")
+        return (
+            str(message)[:500],
+            kind if isinstance(kind, str) else None,
+            str(code) if code is not None else None,
+        )
+    if isinstance(error, str):
+        return error[:500], None, None
+    return "no message", None, None
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())

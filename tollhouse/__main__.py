@@ -1,0 +1,3 @@
+from tollhouse.cli import main
+
+raise SystemExit(main())

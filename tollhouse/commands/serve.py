@@ -1,0 +1,44 @@
+"""``tollhouse serve``: run the proxy under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import uvicorn
+
+from governance.config import ENV_CONFIG_PATH, resolve_config_path
+from proxy.app import create_app
+from tollhouse.commands.context import load, open_database
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser("serve", parents=[common], help="run the proxy")
+    parser.add_argument("--host", help="bind address (default: server.host)")
+    parser.add_argument("--port", type=int, help="port (default: server.port)")
+    parser.add_argument("--workers", type=int, help="processes (default: server.workers)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(args)
+    open_database(settings).engine.dispose()  # fail fast: reachable and migrated
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    workers = args.workers or settings.server.workers
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        return 0
+    # Each worker process builds its own app (and audit writer) from the same file.
+    os.environ[ENV_CONFIG_PATH] = str(resolve_config_path(args.config).resolve())
+    uvicorn.run(
+        "proxy.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+    return 0

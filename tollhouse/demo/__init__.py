@@ -1,0 +1,1 @@
+"""``tollhouse demo``: a local demo model, the proxy, scripted traffic and a summary."""
