@@ -1,0 +1,76 @@
+"""Suite-wide fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``TOLLHOUSE_TEST_POSTGRES_URL`` (a server URL; ``.ci/run`` sets it),
+else from a throwaway cluster started here when the PostgreSQL binaries are on PATH.
+With ``TOLLHOUSE_TEST_REQUIRE_POSTGRES=1`` a missing PostgreSQL fails the run instead of
+skipping its half.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import migrations
+from governance.db import normalise_url
+from tests.support import pg
+
+POSTGRES_URL = "TOLLHOUSE_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES = "TOLLHOUSE_TEST_REQUIRE_POSTGRES"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server the suite may create databases on."""
+    url = os.environ.get(POSTGRES_URL)
+    if url:
+        yield normalise_url(url)
+        return
+    if not pg.available():
+        if os.environ.get(REQUIRE_POSTGRES):
+            pytest.fail(f"PostgreSQL is required but neither {POSTGRES_URL} nor initdb is there")
+        pytest.skip(f"no PostgreSQL: set {POSTGRES_URL} or put initdb on PATH")
+    cluster = pg.TempCluster().init()
+    try:
+        yield cluster.url
+    finally:
+        cluster.destroy()
+
+
+def create_database(server_url: str) -> str:
+    name = f"tollhouse_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database, once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tollhouse.db'}"
+        migrations.upgrade(url)
+        yield url
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = create_database(server)
+    migrations.upgrade(url)
+    yield url
+    drop_database(server, url)

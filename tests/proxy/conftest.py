@@ -1,0 +1,172 @@
+"""A real proxy on loopback in front of two real (fake-model) upstreams, per backend."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from governance.config import Settings
+from governance.config.loader import settings_from_mapping
+from governance.db import AuditRecord, make_engine, session_factory
+from governance.keys import KeyService
+from proxy.app import create_app
+from proxy.serving import BackgroundServer
+from tests.support.pg import wait_until
+from tests.upstream.faulty import FaultyUpstream
+from tollhouse.demo.model_server import free_port
+
+PRICES = [
+    {"model": "chat-default", "input": "0.25", "output": "1.25", "effective_from": "2025-01-01"},
+    {"model": "chat-default", "input": "0.10", "output": "0.40", "effective_from": "2026-01-01"},
+    {
+        "model": "chat-fallback",
+        "input": "3.000001",
+        "output": "15.5",
+        "effective_from": "2026-01-01",
+    },
+    {"model": "embed-default", "input": "0.02", "output": "0", "effective_from": "2026-01-01"},
+]
+
+
+def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
+    upstream = {
+        "kind": "openai_compatible",
+        "destination": "internal",
+        "timeout_s": 1.0,
+        "connect_timeout_s": 1.0,
+    }
+    return {
+        "database_url": database_url,
+        "upstreams": [
+            {"name": "alpha", "base_url": alpha, "api_key_env": "ALPHA_KEY", **upstream},
+            {"name": "beta", "base_url": beta, **upstream},
+        ],
+        "models": [
+            {"name": "chat-default", "deployments": [{"upstream": "alpha", "model": "demo-llama"}]},
+            {
+                "name": "chat-fallback",
+                "deployments": [
+                    {"upstream": "alpha", "model": "demo-llama", "weight": 1},
+                    {"upstream": "beta", "model": "demo-llama", "weight": 0},
+                ],
+            },
+            {
+                "name": "embed-default",
+                "deployments": [{"upstream": "alpha", "model": "demo-llama"}],
+            },
+            {"name": "chat-unpriced", "deployments": [{"upstream": "beta", "model": "demo-llama"}]},
+        ],
+        "pricing": PRICES,
+        "apps": [
+            {"name": "suite", "audit_content": "full"},
+            {"name": "quiet", "audit_content": "none", "models": ["chat-default"]},
+        ],
+        "retry": {
+            "attempts_per_deployment": 2,
+            "backoff_initial_s": 0.01,
+            "backoff_max_s": 0.05,
+            "retry_after_max_s": 1.0,
+        },
+        "audit": {"write_timeout_s": 2.0},
+        "auth_cache_ttl_s": 0.2,
+    }
+
+
+@dataclass
+class Harness:
+    url: str
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: KeyService
+    suite_key: str
+    quiet_key: str
+    alpha: FaultyUpstream
+    beta: FaultyUpstream
+
+    def client(self, key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 10)
+        return openai.OpenAI(base_url=self.url, api_key=key or self.suite_key, **kwargs)
+
+    def async_client(self, key: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.url, api_key=key or self.suite_key, max_retries=0, timeout=10
+        )
+
+    def records(self, request_id: str) -> list[AuditRecord]:
+        with self.sessions() as session:
+            query = select(AuditRecord).where(AuditRecord.request_id == request_id)
+            return list(session.scalars(query.order_by(AuditRecord.id)))
+
+    def completed(self, request_id: str, wait_s: float = 0.0) -> AuditRecord:
+        """The request's completed record (polling up to ``wait_s`` for disconnects)."""
+        if wait_s:
+            wait_until(lambda: any(r.kind == "completed" for r in self.records(request_id)), wait_s)
+        records = self.records(request_id)
+        assert [r.kind for r in records] == ["admitted", "completed"], records
+        return records[1]
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[tuple[FaultyUpstream, FaultyUpstream]]:
+    alpha = FaultyUpstream("alpha", fingerprint="fp_alpha").start()
+    beta = FaultyUpstream("beta", fingerprint="fp_beta").start()
+    yield alpha, beta
+    for upstream in (alpha, beta):
+        assert upstream.server is not None
+        upstream.server.stop()
+
+
+@contextlib.contextmanager
+def running_proxy(
+    database_url: str, upstreams: tuple[FaultyUpstream, FaultyUpstream], **overrides: Any
+) -> Iterator[Harness]:
+    """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key."""
+    alpha, beta = upstreams
+    raw = {**suite_config(alpha.url, beta.url, database_url), **overrides}
+    settings = settings_from_mapping(raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret"})
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    keys = KeyService(sessions)
+    suite_key = keys.create("suite", "qa").secret
+    quiet_key = keys.create("quiet", "ops").secret
+    server = BackgroundServer(create_app(settings), "127.0.0.1", free_port()).start()
+    try:
+        yield Harness(
+            url=f"{server.url}/v1",
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            keys=keys,
+            suite_key=suite_key,
+            quiet_key=quiet_key,
+            alpha=alpha,
+            beta=beta,
+        )
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def harness(
+    database_url: str, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> Iterator[Harness]:
+    with running_proxy(database_url, upstreams) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy(harness: Harness) -> Harness:
+    """The harness with both upstreams' faults and request logs cleared."""
+    harness.alpha.reset()
+    harness.beta.reset()
+    return harness

@@ -1,0 +1,159 @@
+"""The test upstream: Tollhouse's demo model server, plus failures on demand.
+
+Faults are queued from the test thread (`FaultyUpstream.inject`) and consumed by the
+requests that arrive next. Every request is logged in ``received`` so tests can check
+what reached the upstream, and whether anything did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from tollhouse.demo.model_server import FakeModelServer, ServerThread
+
+FaultKind = Literal[
+    "status",  # answer `status` with an OpenAI error body (and `retry_after`, if set)
+    "slow_first_byte",  # wait `delay_s` before answering at all
+    "reset",  # close the connection without answering
+    "malformed_json",  # 200 with a body that is not JSON
+    "drop_mid_stream",  # send `after_events` stream events, then cut the connection
+    "malformed_sse",  # send `after_events` events, then one that is not JSON
+    "in_stream_error",  # send `after_events` events, then an error event
+    "no_usage",  # answer normally but report no usage at all
+    "endless",  # stream slowly until the client goes away
+]
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    status: int = 500
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    after_events: int = 2
+    times: int = 1
+
+
+class FaultyUpstream(FakeModelServer):
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self.received: list[dict[str, Any]] = []
+        self.abandoned_streams = 0  # endless streams whose reader went away
+        self.server: ServerThread | None = None
+
+    def start(self) -> FaultyUpstream:
+        self.server = ServerThread(self.application()).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.received.clear()
+            self.abandoned_streams = 0
+
+    def _take(self) -> Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.times -= 1
+            if fault.times == 0:
+                self._faults.popleft()
+            return fault
+
+    async def handle(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        self.received.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        fault = self._take()
+        if fault is None:
+            return await super().handle(request, body)
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            payload = {
+                "error": {
+                    "message": f"injected failure {fault.status}",
+                    "type": "injected",
+                    "code": f"injected_{fault.status}",
+                }
+            }
+            return web.Response(
+                body=orjson.dumps(payload),
+                status=fault.status,
+                content_type="application/json",
+                headers=headers,
+            )
+        if fault.kind == "slow_first_byte":
+            await asyncio.sleep(fault.delay_s)
+            return await super().handle(request, body)
+        if fault.kind == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        if fault.kind == "malformed_json":
+            return web.Response(
+                body=b'{"id": "broken", "choices": [', content_type="application/json"
+            )
+        if fault.kind == "no_usage":
+            return await self._without_usage(request, body)
+        return await self._faulty_stream(request, body, fault)
+
+    async def _without_usage(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        chat = request.path.endswith("/chat/completions")
+        if body.get("stream"):
+            events = [e for e in self.stream_events(body, chat, include_usage=False)]
+            return await self.send_stream(request, events)
+        payload = self.chat(body) if chat else self.completion(body)
+        del payload["usage"]
+        return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+    async def _faulty_stream(
+        self, request: web.Request, body: dict[str, Any], fault: Fault
+    ) -> web.StreamResponse:
+        chat = request.path.endswith("/chat/completions")
+        events = self.stream_events(body, chat, include_usage=True)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if fault.kind == "endless":
+            try:
+                while True:
+                    await response.write(b"data: " + events[1] + b"\n\n")
+                    await asyncio.sleep(0.02)
+            except (ConnectionError, asyncio.CancelledError):
+                self.abandoned_streams += 1
+                raise
+        for event in events[: fault.after_events]:
+            await response.write(b"data: " + event + b"\n\n")
+        if fault.kind == "drop_mid_stream":
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        if fault.kind == "malformed_sse":
+            await response.write(b"data: {this is not json\n\n")
+        elif fault.kind == "in_stream_error":
+            await response.write(
+                b'data: {"error": {"message": "injected model crash", '
+                b'"type": "internal_error"}}\n\n'
+            )
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
