@@ -8,6 +8,7 @@ what reached the upstream, and whether anything did.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class FaultyUpstream(FakeModelServer):
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
-            self._faults.append(fault)
+            self._faults.append(dataclasses.replace(fault))  # callers may reuse theirs
 
     def reset(self) -> None:
         with self._lock:
