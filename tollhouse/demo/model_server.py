@@ -379,3 +379,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    """``python -m tollhouse.demo.model_server --port N``: serve the demo model alone."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Tollhouse's demo model (not a real LLM).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--models", default="demo-llama", help="comma-separated model names")
+    args = parser.parse_args()
+    server = FakeModelServer(models=args.models.split(","))
+    web.run_app(
+        server.application(), host=args.host, port=args.port, access_log=None, print=lambda *_: None
+    )
+
+
+if __name__ == "__main__":
+    main()
