@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.asgi import EventStreamResponse, cancel_on_disconnect
+from proxy.asgi import ClientDisconnected, EventStreamResponse, cancel_on_disconnect
 from proxy.pipeline import EndpointSpec
 from proxy.state import AppState
 
@@ -25,8 +25,12 @@ async def forward(request: Request, spec: EndpointSpec) -> Response:
     request.state.request_id = call.request_id
     headers = {"x-request-id": call.request_id}
     await pipeline.admit(call, spec, await request.body())
-    if call.stream:
-        relay = await cancel_on_disconnect(request.receive, pipeline.stream(call, spec))
-        return EventStreamResponse(relay.pump, headers)
-    raw = await cancel_on_disconnect(request.receive, pipeline.unary(call, spec))
+    try:
+        if call.stream:
+            relay = await cancel_on_disconnect(request.receive, pipeline.stream(call, spec))
+            return EventStreamResponse(relay.pump, headers)
+        raw = await cancel_on_disconnect(request.receive, pipeline.unary(call, spec))
+    except ClientDisconnected:
+        # The pipeline recorded the disconnect; nobody is left to read an answer.
+        return Response(status_code=499, headers=headers)
     return Response(raw, media_type="application/json", headers=headers)
