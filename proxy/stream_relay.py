@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from governance.audit import RecordKind
+from governance.audit import Completion, RecordKind
 from governance.errors import (
     AuditUnavailableError,
     TollhouseError,
@@ -90,9 +90,24 @@ class StreamRelay:
         except asyncio.CancelledError:
             self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
             raise
-        except Exception:
-            # The client's connection failed under us (send raised): nobody to answer.
+        except OSError:
+            # Sending to the client failed: its connection is gone, nobody to answer.
             self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
+            raise
+        except Exception as exc:
+            # A fault in Tollhouse itself: still record how the stream ended, then let the
+            # error surface (logged by the server). Nothing here continues the stream.
+            self._pipeline.write_nowait(
+                call.entry(
+                    RecordKind.COMPLETED,
+                    Completion.INTERNAL_ERROR,
+                    error_type="internal_error",
+                    error_message=f"stream relay failed: {type(exc).__name__}",
+                    latency_ms=call.elapsed_ms(),
+                    ttft_ms=self._ttft_ms,
+                    **self._outcome(),
+                )
+            )
             raise
         finally:
             await self._opened.stream.close()
@@ -129,7 +144,11 @@ class StreamRelay:
 
     async def _end_with_error(self, error: TollhouseError, emit: Emit) -> None:
         call = self._call
-        status = "timeout" if isinstance(error, UpstreamTimeoutError) else "stream_interrupted"
+        status = (
+            Completion.TIMEOUT
+            if isinstance(error, UpstreamTimeoutError)
+            else Completion.STREAM_INTERRUPTED
+        )
         entry = call.entry(
             RecordKind.COMPLETED,
             status,

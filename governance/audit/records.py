@@ -24,6 +24,7 @@ class Completion(StrEnum):
     CLIENT_DISCONNECTED = "client_disconnected"
     STREAM_INTERRUPTED = "stream_interrupted"  # the upstream broke off after the first byte
     AUDIT_UNAVAILABLE = "audit_unavailable"
+    INTERNAL_ERROR = "internal_error"  # a fault in Tollhouse itself
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

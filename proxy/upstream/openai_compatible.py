@@ -13,6 +13,7 @@ import orjson
 from governance.config.schema import UpstreamConfig
 from governance.errors import (
     UpstreamConnectError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeoutError,
@@ -60,18 +61,8 @@ class OpenAICompatibleAdapter:
             response = await self._client().post(
                 self._base_url + path, data=orjson.dumps(body), headers=self._headers
             )
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise UpstreamConnectError(f"upstream {self.name}: connect timed out") from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            if isinstance(exc, aiohttp.SocketTimeoutError):
-                raise UpstreamTimeoutError(
-                    f"upstream {self.name}: no answer within the read timeout"
-                ) from exc
-            raise UpstreamConnectError(
-                f"upstream {self.name}: connection failed ({type(exc).__name__})"
-            ) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(f"upstream {self.name}: timed out") from exc
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            raise transport_error(exc, self.name, "connecting") from exc
         if response.status >= 400:
             try:
                 await self._raise_for_status(response)
@@ -103,13 +94,7 @@ class OpenAICompatibleAdapter:
         try:
             raw = await response.read()
         except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(exc, aiohttp.SocketTimeoutError):
-                raise UpstreamTimeoutError(f"upstream {self.name}: read timed out") from exc
-            raise UpstreamConnectError(
-                f"upstream {self.name}: connection lost reading the answer"
-            ) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(f"upstream {self.name}: read timed out") from exc
+            raise transport_error(exc, self.name, "reading the answer") from exc
         finally:
             response.release()
         try:
@@ -139,17 +124,26 @@ class _SSEStream:
                         return
                     yield data
         except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(exc, aiohttp.SocketTimeoutError):
-                raise UpstreamTimeoutError(f"upstream {self._upstream}: stream stalled") from exc
-            raise UpstreamConnectError(
-                f"upstream {self._upstream}: connection lost mid-stream"
-            ) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(f"upstream {self._upstream}: stream stalled") from exc
+            raise transport_error(exc, self._upstream, "mid-stream") from exc
         raise UpstreamProtocolError(f"upstream {self._upstream}: stream ended without [DONE]")
 
     async def close(self) -> None:
         self._response.close()
+
+
+def transport_error(exc: BaseException, upstream: str, phase: str) -> UpstreamError:
+    """Map a network failure to Tollhouse's errors.
+
+    A connect timeout or refused/reset connection is retryable (the request may not have
+    been processed); a read timeout is not (the upstream may still be working on it).
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamConnectError(f"upstream {upstream}: connect timed out")
+    if isinstance(exc, TimeoutError):  # includes aiohttp's SocketTimeoutError
+        return UpstreamTimeoutError(f"upstream {upstream}: read timed out {phase}")
+    return UpstreamConnectError(
+        f"upstream {upstream}: connection lost {phase} ({type(exc).__name__})"
+    )
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:

@@ -4,13 +4,15 @@ says what happened, including which deployments were tried."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
+import uuid
 
 import openai
 import pytest
+from sqlalchemy import select
 
+from governance.db import AuditRecord
 from tests.proxy.conftest import Harness
 from tests.support.pg import wait_until
 from tests.upstream.faulty import Fault
@@ -204,30 +206,20 @@ def test_client_disconnect_cancels_the_upstream_stream(proxy: Harness) -> None:
 
 def test_client_disconnect_cancels_a_unary_call(proxy: Harness) -> None:
     proxy.alpha.inject(Fault("slow_first_byte", delay_s=0.8))
-    result: dict[str, object] = {}
+    user = f"leaver-{uuid.uuid4().hex[:8]}"  # finds this request's records and no others
+    with pytest.raises(openai.APITimeoutError):
+        proxy.client(timeout=0.2).chat.completions.create(
+            model="chat-default", messages=ASK, user=user
+        )
 
-    def call() -> None:
-        try:
-            proxy.client(timeout=0.2).chat.completions.create(model="chat-default", messages=ASK)
-        except openai.APITimeoutError as exc:
-            result["error"] = exc
+    def statuses() -> list[tuple[str, str]]:
+        with proxy.sessions() as session:
+            rows = session.execute(
+                select(AuditRecord.kind, AuditRecord.status)
+                .where(AuditRecord.end_user == user)
+                .order_by(AuditRecord.id)
+            ).all()
+        return [(kind, status) for kind, status in rows]
 
-    worker = threading.Thread(target=call)
-    worker.start()
-    worker.join(5)
-    assert isinstance(result.get("error"), openai.APITimeoutError)
-    assert wait_until(lambda: _last_completed_status(proxy) == "client_disconnected", 5)
-
-
-def _last_completed_status(proxy: Harness) -> str | None:
-    from sqlalchemy import select
-
-    from governance.db import AuditRecord
-
-    with proxy.sessions() as session:
-        record = session.scalars(
-            select(AuditRecord)
-            .where(AuditRecord.kind == "completed")
-            .order_by(AuditRecord.id.desc())
-        ).first()
-    return record.status if record else None
+    assert wait_until(lambda: len(statuses()) == 2, 5)
+    assert statuses() == [("admitted", "admitted"), ("completed", "client_disconnected")]
