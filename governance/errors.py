@@ -79,6 +79,24 @@ class AuditUnavailableError(ServiceUnavailableError):
     code = "audit_unavailable"
 
 
+class PolicyViolationError(InvalidRequestError):
+    """The active policy refuses this request's content (``code`` says which rule kind)."""
+
+    code = "policy_violation"
+
+
+class PolicyUnavailableError(ServiceUnavailableError):
+    """No usable active policy: refuse rather than serve ungoverned."""
+
+    code = "policy_unavailable"
+
+
+class PiiUnavailableError(ServiceUnavailableError):
+    """PII analysis failed or timed out for a request the policy protects (fail closed)."""
+
+    code = "pii_unavailable"
+
+
 class UpstreamError(TollhouseError):
     """An upstream failed. ``retryable`` says whether another attempt may help."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,14 +11,18 @@ from starlette.applications import Starlette
 
 from governance.audit import AuditWriter
 from governance.config import load_settings, resolve_config_path
-from governance.config.schema import Settings
+from governance.config.schema import Destination, Settings
 from governance.db import make_engine, session_factory
 from governance.errors import TollhouseError
 from governance.keys import KeyService
+from governance.pii import TextAnalyzer
+from governance.policy.store import PolicyStore
 from governance.spend import PriceTable
 from proxy.auth import Authenticator
 from proxy.errors import handle_tollhouse_error, handle_unexpected
+from proxy.pii_gate import PiiGate
 from proxy.pipeline import Pipeline
+from proxy.policies import PolicyCache
 from proxy.routes import ROUTES
 from proxy.routing import Router
 from proxy.state import AppState
@@ -34,8 +39,36 @@ def build_adapters(settings: Settings) -> dict[str, UpstreamAdapter]:
     return adapters
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
-    """A Starlette app serving Tollhouse's OpenAI-compatible API for ``settings``."""
+def destinations_of(settings: Settings) -> dict[str, frozenset[Destination]]:
+    """Where each model alias's deployments send data."""
+    upstreams = {u.name: u.destination for u in settings.upstreams}
+    return {
+        m.name: frozenset(upstreams[d.upstream] for d in m.deployments) for m in settings.models
+    }
+
+
+def build_pii_gate(settings: Settings, analyzer: TextAnalyzer | None) -> PiiGate:
+    """The analyzer is loaded now (``pii.preload``) or on first use; a missing model is a
+    start-up error with preload, a refused request (503) without."""
+    config = settings.pii
+    if analyzer is None:
+        from governance.pii.analyzer import build_analyzer
+
+        analyzer = build_analyzer(config) if config.preload else None
+        if analyzer is None:
+            return PiiGate(lambda: build_analyzer(config), config.timeout_s, config.threads)
+    return PiiGate(analyzer, config.timeout_s, config.threads)
+
+
+def create_app(
+    settings: Settings, engine: Engine | None = None, analyzer: TextAnalyzer | None = None
+) -> Starlette:
+    """A Starlette app serving Tollhouse's OpenAI-compatible API for ``settings``.
+
+    ``engine`` and ``analyzer`` may be passed in (tests share them); otherwise they are
+    built here from the settings.
+    """
+    from governance.pii.analyzer import build_custom_recognizers
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -50,14 +83,33 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         )
         writer.start()
         adapters = build_adapters(settings)
+        policies = PolicyCache(
+            PolicyStore(session_factory(db)),
+            settings.policy.name,
+            destinations_of(settings),
+            build_custom_recognizers,
+            settings.policy.reload_interval_s,
+        )
+        await asyncio.to_thread(policies.refresh)
+        watcher = asyncio.create_task(policies.watch())
+        gate = await asyncio.to_thread(build_pii_gate, settings, analyzer)
         pipeline = Pipeline(
-            settings, writer, Router(adapters, settings.retry), PriceTable(settings.pricing)
+            settings,
+            writer,
+            Router(adapters, settings.retry),
+            PriceTable(settings.pricing),
+            policies,
+            gate,
         )
         authenticator = Authenticator(KeyService(session_factory(db)), settings.auth_cache_ttl_s)
-        app.state.tollhouse = AppState(settings, db, writer, authenticator, pipeline, adapters)
+        app.state.tollhouse = AppState(
+            settings, db, writer, authenticator, pipeline, adapters, policies
+        )
         try:
             yield
         finally:
+            watcher.cancel()
+            gate.close()
             for adapter in adapters.values():
                 await adapter.close()
             writer.close()

@@ -5,24 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
+__all__ = ["Call", "Endpoint", "ProxiedRequest", "completion_for"]
+
 from governance.audit import AuditEntry, Completion, RecordKind
-from governance.config.schema import AppConfig, ModelConfig
+from governance.config.schema import ModelConfig
 from governance.errors import (
     AuditUnavailableError,
     TollhouseError,
     UpstreamTimeoutError,
 )
 from governance.keys import Principal
+from governance.pii.redact import Pseudonyms
+from governance.policy.decision import Decision
+from governance.policy.redaction import audit_texts, redacted_texts
+from governance.policy.schema import Destination
+from proxy.answer_filter import AnswerFilter
+from proxy.endpoint import Endpoint
 from proxy.routing import Attempt, Target
-
-
-class Endpoint(StrEnum):
-    CHAT = "chat.completions"
-    COMPLETIONS = "completions"
-    EMBEDDINGS = "embeddings"
+from proxy.text_slots import with_texts
 
 
 class ProxiedRequest(Protocol):
@@ -38,7 +40,6 @@ class ProxiedRequest(Protocol):
 class Call:
     request_id: str
     principal: Principal
-    app: AppConfig
     endpoint: Endpoint
     started_at: dt.datetime
     started: float = field(default_factory=time.perf_counter)
@@ -49,10 +50,42 @@ class Call:
     client_wants_usage: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     target: Target | None = None
+    # The version in force when the request arrived; the decision's, once there is one.
+    policy: tuple[str, int] | None = None
+    decision: Decision | None = None
+    shadow: dict[str, Any] | None = None
+    pseudonyms: Pseudonyms = field(default_factory=Pseudonyms)
+    answer: AnswerFilter | None = None
+    _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def retention(self) -> str:
+        """What the audit trail keeps of the content: none, redacted or full."""
+        return self.decision.audit_content if self.decision is not None else "none"
 
     @property
     def keeps_content(self) -> bool:
-        return self.app.audit_content == "full"
+        return self.retention != "none"
+
+    def body_for(self, destination: Destination) -> dict[str, Any]:
+        """The request body as it may be sent to ``destination`` (redacted per policy)."""
+        body = self._bodies.get(destination)
+        if body is None:
+            assert self.body is not None and self.decision is not None
+            texts = redacted_texts(self.decision, destination, self.pseudonyms)
+            body = self._bodies[destination] = with_texts(self.body, texts) if texts else self.body
+        return body
+
+    def stored_request(self) -> Any:
+        if self.retention == "full":
+            return self.body
+        decision = self.decision
+        redacted = self.retention == "redacted" and self.body is not None
+        if redacted and decision is not None and decision.texts:
+            assert self.body is not None
+            return with_texts(self.body, audit_texts(decision))
+        # Not analysed (refused before analysis): the body could hold personal data.
+        return None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -68,7 +101,10 @@ class Call:
             key_id=self.principal.key_id,
             endpoint=self.endpoint.value,
             status=status,
-            content_retention=self.app.audit_content,
+            content_retention=self.retention,
+            policy_name=self.policy[0] if self.policy else None,
+            policy_version=self.policy[1] if self.policy else None,
+            decision=self.decision.trace() if self.decision else None,
             end_user=self.request.user if self.request is not None else None,
             requested_model=self.request.model if self.request is not None else None,
             stream=self.stream,
@@ -84,7 +120,8 @@ class Call:
             RecordKind.ADMITTED,
             "admitted",
             recorded_at=self.started_at,
-            request_content=self.body if self.keeps_content else None,
+            request_content=self.stored_request(),
+            shadow=self.shadow,
         )
 
     def failed(self, error: TollhouseError, **fields: Any) -> AuditEntry:

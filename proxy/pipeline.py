@@ -1,10 +1,13 @@
 """The request pipeline, top to bottom:
 
-parse and validate -> resolve the model and check the app may use it -> write the
-"admitted" audit record and wait until it is durable -> call upstreams (retries,
-fallback) -> account usage and cost -> write the "completed" record and wait until it
-is durable -> answer. Streams follow the same path; their completed record is written
-when the stream ends, however it ends, and before the final ``data: [DONE]``.
+parse and validate -> evaluate the active policy (content checks, PII analysis where the
+policy needs it, routing, permitted destinations) -> write the "admitted" audit record
+with the decision trace and wait until it is durable -> call upstreams allowed for the
+request's data (retries, fallback), each with the body redacted for its destination ->
+mask and restore the answer -> account usage and cost -> write the "completed" record
+and wait until it is durable -> answer. Streams follow the same path; their completed
+record is written when the stream ends, however it ends, and before the final
+``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,14 +27,24 @@ from governance.config.schema import Settings
 from governance.errors import (
     InvalidRequestError,
     ModelNotFoundError,
-    PermissionDeniedError,
+    PiiUnavailableError,
+    PolicyViolationError,
     TollhouseError,
 )
 from governance.keys import Principal
+from governance.pii import Finding
+from governance.pii.redact import mask_all
+from governance.policy.decision import Decision, RequestFacts
+from governance.policy.engine import PolicyEngine
+from governance.policy.redaction import acted_on
 from governance.spend import PriceTable, estimate_tokens
+from proxy.answer_filter import AnswerFilter, masker_for
 from proxy.calls import Call, Endpoint, ProxiedRequest
-from proxy.routing import Router
+from proxy.pii_gate import PiiGate
+from proxy.policies import PolicyCache
+from proxy.routing import Router, Target
 from proxy.stream_relay import StreamRelay, open_stream
+from proxy.text_slots import opaque_input, text_slots
 from proxy.usage import Usage, answer_text, finish_reasons, reported_usage
 
 
@@ -54,9 +67,13 @@ class Pipeline:
         writer: AuditWriter,
         router: Router,
         prices: PriceTable,
+        policies: PolicyCache,
+        pii: PiiGate,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._settings = settings
+        self._policies = policies
+        self._pii = pii
         self._models = {m.name: m for m in settings.models}
         self._writer = writer
         self._router = router
@@ -65,10 +82,11 @@ class Pipeline:
         self._write_timeout_s = settings.audit.write_timeout_s
 
     def new_call(self, principal: Principal, endpoint: Endpoint) -> Call:
+        active = self._policies.current().active
         return Call(
+            policy=(active.name, active.version) if active is not None else None,
             request_id=f"req_{uuid.uuid4().hex}",
             principal=principal,
-            app=self._settings.app(principal.app),
             endpoint=endpoint,
             started_at=self._clock(),
         )
@@ -84,6 +102,7 @@ class Pipeline:
         """Validate the request; on success its admitted record is durable on return."""
         try:
             self._parse(call, spec, raw)
+            await self._decide(call, spec)
         except TollhouseError as error:
             await self.write(call.admitted(), call.failed(error))
             raise
@@ -113,32 +132,133 @@ class Pipeline:
                 f"The model '{proxied.model}' does not exist or you do not have access to it.",
                 param="model",
             )
-        if call.app.models is not None and model.name not in call.app.models:
-            raise PermissionDeniedError(
-                f"App '{call.principal.app}' may not use model '{model.name}'.", param="model"
-            )
         if call.stream and not spec.streamable:
             raise InvalidRequestError("This endpoint does not stream.", param="stream")
-        call.model = model
+
+    # -- policy --------------------------------------------------------------------
+    async def _decide(self, call: Call, spec: EndpointSpec) -> None:
+        """Evaluate the active (and shadow) policy; raise the decision's error if it blocks."""
+        assert call.body is not None and call.request is not None
+        engine = self._policies.active()
+        body = call.body
+        facts = RequestFacts(
+            app=call.principal.app,
+            team=call.principal.team,
+            model=call.request.model,
+            max_tokens=_max_tokens(body),
+            texts=text_slots(spec.endpoint, body),
+            accepts_max_tokens=spec.endpoint is not Endpoint.EMBEDDINGS,
+        )
+        opaque = opaque_input(spec.endpoint, body)
+        decision = call.decision = await self._evaluate(engine, facts, opaque)
+        call.policy = (decision.policy_name, decision.policy_version)
+        shadow = self._policies.current().shadow
+        if shadow is not None:
+            call.shadow = await self._shadow(shadow, engine, decision, facts, opaque)
+        if decision.error is not None:
+            raise decision.error
+        call.model = self._models[decision.model]
+        if decision.max_tokens is not None:
+            call.body = {**body, "max_tokens": decision.max_tokens}
+        response = decision.response
+        masker = None
+        if response.mask_entities:
+            masker = masker_for(
+                self._pii.analyze, frozenset(response.mask_entities), response.threshold
+            )
+        call.answer = AnswerFilter(call.pseudonyms, masker)
+
+    async def _evaluate(
+        self,
+        engine: PolicyEngine,
+        facts: RequestFacts,
+        opaque: bool,
+        findings: list[list[Finding]] | None = None,
+    ) -> Decision:
+        checked = engine.check(facts)
+        if engine.needs_analysis(checked) and findings is None:
+            if opaque:
+                checked.error = PolicyViolationError(
+                    "This request carries token ids, which cannot be checked for personal "
+                    f"data; policy '{engine.name}' requires that check.",
+                    code="uninspectable_input",
+                )
+            else:
+                try:
+                    findings = await self._pii.analyze(
+                        [t.text for t in facts.texts], engine.recognizers
+                    )
+                except PiiUnavailableError as error:
+                    checked.error = error
+        return engine.decide(checked, findings)
+
+    async def _shadow(
+        self,
+        shadow: PolicyEngine,
+        active: PolicyEngine,
+        decision: Decision,
+        facts: RequestFacts,
+        opaque: bool,
+    ) -> dict[str, Any]:
+        """The candidate's would-be decision; it never affects the request."""
+        same_analysis = shadow.policy.recognizers == active.policy.recognizers
+        findings = (
+            [list(f) for f in decision.findings] if same_analysis and decision.texts else None
+        )
+        try:
+            return (await self._evaluate(shadow, facts, opaque, findings)).shadow_trace()
+        except Exception as exc:
+            return {"version": shadow.version, "error": type(exc).__name__}
+
+    def plan(self, call: Call) -> list[Target]:
+        """Deployments to try, keeping only destinations the decision permits."""
+        assert call.model is not None and call.decision is not None
+        permitted = call.decision.destinations
+        return [t for t in self._router.plan(call.model) if t.adapter.destination in permitted]
+
+    async def redact_for_audit(self, call: Call, content: Any) -> Any:
+        """The answer as the audit trail keeps it: as is (full) or with PII masked."""
+        if call.retention != "redacted" or content is None:
+            return content if call.retention == "full" else None
+        strings: list[str] = []
+        _collect(content, strings)
+        try:
+            findings = await self._pii.analyze(strings)
+        except PiiUnavailableError:
+            return {"redaction_failed": True}
+        assert call.decision is not None
+        pii = call.decision.rules_in_force.pii
+        masked = iter(
+            mask_all(text, [f for f in found if acted_on(pii, f)])
+            for text, found in zip(strings, findings, strict=True)
+        )
+        return _substitute(content, masked)
 
     # -- non-streamed answers ------------------------------------------------------
     async def unary(self, call: Call, spec: EndpointSpec) -> bytes:
         """Forward a non-streamed request; return the upstream's answer once audited."""
         assert call.model is not None and call.body is not None and call.request is not None
-        body = call.body
         try:
             reply, call.target = await self._router.run(
-                self._router.plan(call.model),
-                lambda t: t.adapter.call(spec.upstream_path, {**body, "model": t.deployment.model}),
+                self.plan(call),
+                lambda t: t.adapter.call(
+                    spec.upstream_path,
+                    {**call.body_for(t.adapter.destination), "model": t.deployment.model},
+                ),
                 call.attempts,
             )
+            payload = reply.payload
+            raw = reply.raw
+            answer = call.answer
+            if answer is not None and answer.active and spec.endpoint is not Endpoint.EMBEDDINGS:
+                await answer.payload(payload)
+                raw = orjson.dumps(payload)
         except TollhouseError as error:
             await self.write(call.failed(error))
             raise
         except asyncio.CancelledError:
             self.write_nowait(call.disconnected())
             raise
-        payload = reply.payload
         choices = payload.get("choices")
         choices = choices if isinstance(choices, list) else []
         usage = reported_usage(payload) or Usage(
@@ -146,7 +266,11 @@ class Pipeline:
             estimate_tokens(answer_text(choices)),
             estimated=True,
         )
-        content = {k: v for k, v in payload.items() if k != "usage"} if call.keeps_content else None
+        content = None
+        if call.keeps_content:
+            content = await self.redact_for_audit(
+                call, {k: v for k, v in payload.items() if k != "usage"}
+            )
         entry = self.completed_ok(
             call,
             usage,
@@ -157,7 +281,7 @@ class Pipeline:
             response_content=content,
         )
         await self.write(entry)
-        return reply.raw
+        return raw
 
     def completed_ok(self, call: Call, usage: Usage, **fields: Any) -> AuditEntry:
         """The completed record of a successful request, with its exact cost."""
@@ -199,3 +323,37 @@ class Pipeline:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+_TEXT_KEYS = frozenset({"content", "text", "arguments"})
+
+
+def _collect(value: Any, out: list[str], key: str | None = None) -> None:
+    """Strings under content/text/arguments keys, depth first."""
+    if isinstance(value, str) and key in _TEXT_KEYS:
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _collect(v, out, k)
+    elif isinstance(value, list):
+        for v in value:
+            _collect(v, out, key)
+
+
+def _substitute(value: Any, masked: Iterator[str], key: str | None = None) -> Any:
+    """``value`` with the strings `_collect` found replaced, in the same order."""
+    if isinstance(value, str) and key in _TEXT_KEYS:
+        return next(masked)
+    if isinstance(value, dict):
+        return {k: _substitute(v, masked, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, masked, key) for v in value]
+    return value

@@ -10,6 +10,7 @@ from governance.audit import AuditWriter
 from governance.config.schema import Settings
 from proxy.auth import Authenticator
 from proxy.pipeline import Pipeline
+from proxy.policies import PolicyCache
 from proxy.upstream.adapter import UpstreamAdapter
 
 
@@ -21,3 +22,4 @@ class AppState:
     authenticator: Authenticator
     pipeline: Pipeline
     adapters: dict[str, UpstreamAdapter]
+    policies: PolicyCache

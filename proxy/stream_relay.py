@@ -25,7 +25,7 @@ from governance.errors import (
     UpstreamTimeoutError,
 )
 from proxy.asgi import Emit
-from proxy.calls import Call
+from proxy.calls import Call, Endpoint
 from proxy.errors import error_payload
 from proxy.routing import Router, Target
 from proxy.upstream.adapter import EventStream
@@ -47,14 +47,14 @@ class _Opened:
 async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str) -> StreamRelay:
     """Connect upstream and read the first event, retrying/falling back until one works."""
     assert call.model is not None and call.body is not None
-    body = {**call.body, "stream": True}
-    options = body.get("stream_options")
-    body["stream_options"] = {
-        **(options if isinstance(options, dict) else {}),
-        "include_usage": True,
+    options = call.body.get("stream_options")
+    extra = {
+        "stream": True,
+        "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
     }
 
     async def attempt(target: Target) -> _Opened:
+        body = {**call.body_for(target.adapter.destination), **extra}
         stream = await target.adapter.open_stream(path, {**body, "model": target.deployment.model})
         events = stream.events()
         try:
@@ -64,7 +64,7 @@ async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str)
             raise
         return _Opened(stream, events, first)
 
-    opened, call.target = await router.run(router.plan(call.model), attempt, call.attempts)
+    opened, call.target = await router.run(pipeline.plan(call), attempt, call.attempts)
     return StreamRelay(pipeline, call, opened)
 
 
@@ -75,6 +75,9 @@ class StreamRelay:
         self._opened = opened
         self._observer = StreamObserver(keep_content=call.keeps_content)
         self._ttft_ms: float | None = None
+        answer = call.answer
+        self._filter = answer.stream() if answer is not None and answer.active else None
+        self._legacy = call.endpoint is Endpoint.COMPLETIONS
 
     async def pump(self, emit: Emit) -> None:
         """Forward every event; write the completed record; end with ``[DONE]``."""
@@ -84,7 +87,8 @@ class StreamRelay:
                 await self._forward(self._opened.first, emit)
             async for data in self._opened.events:
                 await self._forward(data, emit)
-        except UpstreamError as error:
+            await self._drain(emit)
+        except TollhouseError as error:
             await self._end_with_error(error, emit)
             return
         except asyncio.CancelledError:
@@ -111,9 +115,11 @@ class StreamRelay:
             raise
         finally:
             await self._opened.stream.close()
-        entry = self._pipeline.completed_ok(
-            call, self._usage(), ttft_ms=self._ttft_ms, **self._identity()
+        identity = self._identity()
+        identity["response_content"] = await self._pipeline.redact_for_audit(
+            call, identity["response_content"]
         )
+        entry = self._pipeline.completed_ok(call, self._usage(), ttft_ms=self._ttft_ms, **identity)
         try:
             await self._pipeline.write(entry)
         except AuditUnavailableError as error:
@@ -135,12 +141,30 @@ class StreamRelay:
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise UpstreamError(f"upstream {self._upstream()} failed mid-stream: {message}")
+        if self._filter is not None:
+            if chunk.get("choices"):
+                await self._filter.chunk(chunk)
+                data = orjson.dumps(chunk)
+            else:
+                await self._drain(emit)  # held-back text goes before the usage chunk
         self._observer.observe(chunk)
         if not chunk.get("choices") and chunk.get("usage") and not self._call.client_wants_usage:
             return  # the usage chunk Tollhouse asked for on the client's behalf
+        await self._send(data, emit)
+
+    async def _send(self, data: bytes, emit: Emit) -> None:
         if self._ttft_ms is None:
             self._ttft_ms = self._call.elapsed_ms()
         await emit(b"data: " + data + b"\n\n")
+
+    async def _drain(self, emit: Emit) -> None:
+        """Send whatever the answer filter still holds (a stream ending unfinished)."""
+        if self._filter is None:
+            return
+        tail = await self._filter.finish(self._legacy)
+        if tail is not None:
+            self._observer.observe(tail)
+            await self._send(orjson.dumps(tail), emit)
 
     async def _end_with_error(self, error: TollhouseError, emit: Emit) -> None:
         call = self._call

@@ -17,7 +17,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import migrations
+from governance.config.schema import PiiConfig
 from governance.db import normalise_url
+from governance.pii import TextAnalyzer
+from governance.pii.analyzer import build_analyzer
 from tests.support import pg
 
 POSTGRES_URL = "TOLLHOUSE_TEST_POSTGRES_URL"
@@ -74,3 +77,9 @@ def database_url(
     migrations.upgrade(url)
     yield url
     drop_database(server, url)
+
+
+@pytest.fixture(scope="session")
+def analyzer() -> TextAnalyzer:
+    """The real Presidio analyzer with the default model, built once for the session."""
+    return build_analyzer(PiiConfig())

@@ -12,6 +12,7 @@ from typing import Any
 class RecordKind(StrEnum):
     ADMITTED = "admitted"
     COMPLETED = "completed"
+    ADMIN = "admin"  # a change made by an administrator (policy activation, ...)
 
 
 class Completion(StrEnum):
@@ -63,6 +64,10 @@ class AuditEntry:
     ttft_ms: float | None = None
     request_content: Any | None = None
     response_content: Any | None = None
+    policy_name: str | None = None
+    policy_version: int | None = None
+    decision: dict[str, Any] | None = None
+    shadow: dict[str, Any] | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

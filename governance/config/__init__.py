@@ -2,7 +2,6 @@
 
 from governance.config.loader import ENV_CONFIG_PATH, load_settings, resolve_config_path
 from governance.config.schema import (
-    AppConfig,
     AuditConfig,
     DeploymentConfig,
     ModelConfig,
@@ -15,7 +14,6 @@ from governance.config.schema import (
 
 __all__ = [
     "ENV_CONFIG_PATH",
-    "AppConfig",
     "AuditConfig",
     "DeploymentConfig",
     "ModelConfig",

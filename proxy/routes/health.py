@@ -11,8 +11,21 @@ async def live(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Not ready while the audit store is failing: requests would be refused anyway."""
-    writer = state_of(request).writer
-    ok = writer.healthy
-    body = {"status": "ok" if ok else "audit_unavailable", "audit_queue": writer.queued_records}
+    """Not ready while the audit store is failing or no policy is active: requests would
+    be refused anyway."""
+    state = state_of(request)
+    writer = state.writer
+    policies = state.policies.current()
+    status = "ok"
+    if not writer.healthy:
+        status = "audit_unavailable"
+    elif policies.active is None:
+        status = "policy_unavailable"
+    ok = status == "ok"
+    body = {
+        "status": status,
+        "audit_queue": writer.queued_records,
+        "policy": state.policies.name,
+        "policy_version": policies.active.version if policies.active else None,
+    }
     return JSONResponse(body, status_code=200 if ok else 503)

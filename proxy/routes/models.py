@@ -1,4 +1,4 @@
-"""``GET /v1/models``: the aliases the caller's app may use."""
+"""``GET /v1/models``: the aliases the active policy lets the caller's app use."""
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,7 +10,8 @@ from proxy.routes.common import state_of
 async def list_models(request: Request) -> Response:
     state = state_of(request)
     principal = await state.authenticator.authenticate(request.headers.get("authorization"))
-    allowed = state.settings.app(principal.app).models
+    rules, _ = state.policies.active().policy.rules_for(principal.app, principal.team)
+    allowed = rules.models
     cards = [
         ModelCard(id=m.name) for m in state.settings.models if allowed is None or m.name in allowed
     ]

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from governance.config.schema import Destination
+
 
 @dataclass(frozen=True, slots=True)
 class JsonReply:
@@ -29,7 +31,7 @@ class EventStream(Protocol):
 
 class UpstreamAdapter(Protocol):
     name: str
-    destination: str
+    destination: Destination
 
     async def call(self, path: str, body: dict[str, Any]) -> JsonReply: ...
 

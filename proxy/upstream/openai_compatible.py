@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from governance.config.schema import UpstreamConfig
+from governance.config.schema import Destination, UpstreamConfig
 from governance.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -29,7 +29,7 @@ class OpenAICompatibleAdapter:
 
     def __init__(self, config: UpstreamConfig, api_key: str | None) -> None:
         self.name = config.name
-        self.destination: str = config.destination
+        self.destination: Destination = config.destination
         self._base_url = config.base_url
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:

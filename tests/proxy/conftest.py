@@ -16,9 +16,11 @@ from governance.config import Settings
 from governance.config.loader import settings_from_mapping
 from governance.db import AuditRecord, make_engine, session_factory
 from governance.keys import KeyService
+from governance.pii import TextAnalyzer
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
 from tests.support.pg import wait_until
+from tests.support.policies import activate
 from tests.upstream.faulty import FaultyUpstream
 from tollhouse.demo.model_server import free_port
 
@@ -64,10 +66,7 @@ def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
             {"name": "chat-unpriced", "deployments": [{"upstream": "beta", "model": "demo-llama"}]},
         ],
         "pricing": PRICES,
-        "apps": [
-            {"name": "suite", "audit_content": "full"},
-            {"name": "quiet", "audit_content": "none", "models": ["chat-default"]},
-        ],
+        "policy": {"name": "suite-policy", "reload_interval_s": 0.2},
         "retry": {
             "attempts_per_deployment": 2,
             "backoff_initial_s": 0.01,
@@ -77,6 +76,26 @@ def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
         "audit": {"write_timeout_s": 2.0},
         "auth_cache_ttl_s": 0.2,
     }
+
+
+# The suite's policy: no PII handling (the PII tests have their own), the ``suite`` app
+# keeps full content, the ``quiet`` app keeps none and may only use chat-default.
+SUITE_POLICY: dict[str, Any] = {
+    "name": "suite-policy",
+    "defaults": {"audit": {"content": "none"}, "content": {"secrets": "off"}},
+    "overrides": [
+        {
+            "name": "suite-full",
+            "match": {"apps": ["suite"]},
+            "rules": {"audit": {"content": "full"}},
+        },
+        {
+            "name": "quiet-narrow",
+            "match": {"apps": ["quiet"]},
+            "rules": {"models": ["chat-default"]},
+        },
+    ],
+}
 
 
 @dataclass
@@ -127,18 +146,29 @@ def upstreams() -> Iterator[tuple[FaultyUpstream, FaultyUpstream]]:
 
 @contextlib.contextmanager
 def running_proxy(
-    database_url: str, upstreams: tuple[FaultyUpstream, FaultyUpstream], **overrides: Any
+    database_url: str,
+    servers: tuple[FaultyUpstream, FaultyUpstream],
+    analyzer: TextAnalyzer,
+    policy: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Iterator[Harness]:
-    """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key."""
-    alpha, beta = upstreams
+    """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key.
+
+    ``policy`` (default `SUITE_POLICY`) is published and activated before it starts.
+    """
+    alpha, beta = servers
     raw = {**suite_config(alpha.url, beta.url, database_url), **overrides}
+    document = policy or SUITE_POLICY
+    raw["policy"] = {**raw["policy"], "name": document["name"]}
     settings = settings_from_mapping(raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret"})
     engine = make_engine(database_url)
     sessions = session_factory(engine)
+    activate(sessions, document)
     keys = KeyService(sessions)
     suite_key = keys.create("suite", "qa").secret
     quiet_key = keys.create("quiet", "ops").secret
-    server = BackgroundServer(create_app(settings), "127.0.0.1", free_port()).start()
+    app = create_app(settings, analyzer=analyzer)
+    server = BackgroundServer(app, "127.0.0.1", free_port()).start()
     try:
         yield Harness(
             url=f"{server.url}/v1",
@@ -158,9 +188,9 @@ def running_proxy(
 
 @pytest.fixture(scope="session")
 def harness(
-    database_url: str, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+    database_url: str, upstreams: tuple[FaultyUpstream, FaultyUpstream], analyzer: TextAnalyzer
 ) -> Iterator[Harness]:
-    with running_proxy(database_url, upstreams) as running:
+    with running_proxy(database_url, upstreams, analyzer) as running:
         yield running
 
 

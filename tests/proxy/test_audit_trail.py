@@ -174,3 +174,29 @@ def test_old_price_applies_before_its_successor(proxy: Harness) -> None:
     new = table.cost("chat-default", dt.datetime(2026, 6, 1, tzinfo=dt.UTC), 1000, 1000)
     assert old is not None and new is not None
     assert (old.amount, new.amount) == (Decimal("0.0015"), Decimal("0.0005"))
+
+
+def test_every_record_names_the_policy_version(proxy: Harness) -> None:
+    client = proxy.client()
+    ok = client.chat.completions.with_raw_response.create(
+        model="chat-default", messages=[{"role": "user", "content": "hi"}]
+    )
+    ids = [ok.headers["x-request-id"]]
+    for bad_model in ("no-such-model", "chat-fallback"):
+        key = proxy.quiet_key if bad_model == "chat-fallback" else None
+        try:
+            proxy.client(key).chat.completions.create(
+                model=bad_model, messages=[{"role": "user", "content": "hi"}]
+            )
+        except (openai.NotFoundError, openai.PermissionDeniedError) as error:
+            ids.append(error.response.headers["x-request-id"])
+    assert len(ids) == 3
+    for request_id in ids:
+        records = proxy.records(request_id)
+        assert len(records) == 2
+        for record in records:
+            assert record.policy_name == "suite-policy"
+            assert isinstance(record.policy_version, int) and record.policy_version >= 1
+    refused = proxy.records(ids[2])[0]
+    assert refused.decision is not None and refused.decision["rules"] == ["models"]
+    assert refused.decision["overrides"] == ["quiet-narrow"]

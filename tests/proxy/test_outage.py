@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import migrations
+from governance.pii import TextAnalyzer
 from tests.conftest import REQUIRE_POSTGRES, create_database
 from tests.proxy.conftest import Harness, running_proxy
 from tests.support import pg
@@ -53,13 +54,15 @@ def fresh_upstreams(
 
 
 def test_sqlite_locked(
-    tmp_path: object, fresh_upstreams: tuple[FaultyUpstream, FaultyUpstream]
+    tmp_path: object,
+    fresh_upstreams: tuple[FaultyUpstream, FaultyUpstream],
+    analyzer: TextAnalyzer,
 ) -> None:
     path = f"{tmp_path}/locked.db"
     url = f"sqlite:///{path}"
     migrations.upgrade(url)
     with running_proxy(
-        url, fresh_upstreams, audit={"write_timeout_s": 0.5}, auth_cache_ttl_s=60
+        url, fresh_upstreams, analyzer, audit={"write_timeout_s": 0.5}, auth_cache_ttl_s=60
     ) as proxy:
         proxy.client().chat.completions.create(model="chat-default", messages=ASK)  # warm
         proxy.alpha.reset()
@@ -88,13 +91,15 @@ def private_cluster() -> Iterator[pg.TempCluster]:
 
 
 def test_postgresql_stopped_and_restarted(
-    private_cluster: pg.TempCluster, fresh_upstreams: tuple[FaultyUpstream, FaultyUpstream]
+    private_cluster: pg.TempCluster,
+    fresh_upstreams: tuple[FaultyUpstream, FaultyUpstream],
+    analyzer: TextAnalyzer,
 ) -> None:
     url = create_database(private_cluster.url)
     assert make_url(url).port == private_cluster.port
     migrations.upgrade(url)
     with running_proxy(
-        url, fresh_upstreams, audit={"write_timeout_s": 2.0}, auth_cache_ttl_s=60
+        url, fresh_upstreams, analyzer, audit={"write_timeout_s": 2.0}, auth_cache_ttl_s=60
     ) as proxy:
         proxy.client().chat.completions.create(model="chat-default", messages=ASK)
         proxy.alpha.reset()

@@ -88,21 +88,31 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "a demo model, not a real LLM" in out
-    assert "chat-default   6         6" in out and "embed-default  2         2" in out
+    assert "chat-default   10        9" in out and "embed-default  2         2" in out
+    # The example policy at work: pseudonyms out, sensitive requests in, cards refused.
+    assert "refused (pii_blocked)" in out
+    assert "Maria Jansen (maria.jansen@example.com)" in out  # restored in the answer
+    decisions = out.split("Policy decisions")[1].split("Spend by model")[0]
+    assert "PERSON:pseudonymize" in decisions
+    assert decisions.count("route   chat-internal  internal") == 2
     assert "curl -s http://127.0.0.1:" in out
     config = tmp_path / ".tollhouse" / "demo.yaml"
     exported = tollhouse(
         "audit", "export", "--format", "jsonl", "--config", str(config), cwd=tmp_path
     )
     records = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert len(records) == 16 and {r["kind"] for r in records} == {"admitted", "completed"}
-    assert "exported 16 records" in exported.stderr
+    kinds = [r["kind"] for r in records]
+    # 12 requests, plus publishing and activating the policy (admin records).
+    assert kinds.count("admitted") == kinds.count("completed") == 12
+    assert kinds.count("admin") == 2 and len(records) == 26
+    assert "exported 26 records" in exported.stderr
     since = tollhouse(
         "audit", "export", "--since", "2999-01-01", "--config", str(config), cwd=tmp_path
     )
     assert since.stdout == ""
     tail = tollhouse("audit", "tail", "-n", "3", "--config", str(config), cwd=tmp_path)
-    assert tail.returncode == 0 and tail.stdout.count("embed-default") == 2
+    assert tail.returncode == 0 and tail.stdout.count("chat-default") == 3
+    assert "rejected" in tail.stdout.splitlines()[-1]  # the refused card number, last
     assert tail.stdout.splitlines()[0].startswith("time (UTC)")
 
 

@@ -11,13 +11,14 @@ import asyncio
 import dataclasses
 import threading
 from collections import deque
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
-from tollhouse.demo.model_server import FakeModelServer, ServerThread
+from tollhouse.demo.model_server import Answer, FakeModelServer, ServerThread, text_of
 
 FaultKind = Literal[
     "status",  # answer `status` with an OpenAI error body (and `retry_after`, if set)
@@ -29,7 +30,12 @@ FaultKind = Literal[
     "in_stream_error",  # send `after_events` events, then an error event
     "no_usage",  # answer normally but report no usage at all
     "endless",  # stream slowly until the client goes away
+    "echo_tool",  # answer with a tool call whose arguments echo the last user message
+    "fine_pieces",  # answer normally, streaming content 3 characters per chunk
 ]
+
+# The fault that shapes the answer being built right now (echo_tool, fine_pieces).
+_SHAPING: ContextVar[Fault | None] = ContextVar("shaping", default=None)
 
 
 @dataclass
@@ -114,7 +120,30 @@ class FaultyUpstream(FakeModelServer):
             )
         if fault.kind == "no_usage":
             return await self._without_usage(request, body)
+        if fault.kind in ("echo_tool", "fine_pieces"):
+            token = _SHAPING.set(fault)
+            try:
+                return await super().handle(request, body)
+            finally:
+                _SHAPING.reset(token)
         return await self._faulty_stream(request, body, fault)
+
+    def answer(self, body: dict[str, Any], chat: bool) -> Answer:
+        answer = super().answer(body, chat)
+        fault = _SHAPING.get()
+        if fault is not None and fault.kind == "echo_tool" and chat:
+            last = (body.get("messages") or [{}])[-1]
+            arguments = orjson.dumps({"echo": text_of(last.get("content"))}).decode()
+            return dataclasses.replace(
+                answer, text="", finish="tool_calls", tool_name="lookup", tool_arguments=arguments
+            )
+        return answer
+
+    async def send_stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
+        fault = _SHAPING.get()
+        if fault is not None and fault.kind == "fine_pieces":
+            events = [piece for event in events for piece in _split_content(event)]
+        return await super().send_stream(request, events)
 
     async def _without_usage(
         self, request: web.Request, body: dict[str, Any]
@@ -158,3 +187,18 @@ class FaultyUpstream(FakeModelServer):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def _split_content(event: bytes) -> list[bytes]:
+    """One chunk whose content is longer than 3 characters, as several 3-character ones."""
+    chunk = orjson.loads(event)
+    choices = chunk.get("choices") or []
+    delta = choices[0].get("delta") if choices else None
+    text = delta.get("content") if isinstance(delta, dict) else None
+    if not isinstance(text, str) or len(text) <= 3:
+        return [event]
+    pieces = []
+    for start in range(0, len(text), 3):
+        choice = {**choices[0], "delta": {**delta, "content": text[start : start + 3]}}
+        pieces.append(orjson.dumps({**chunk, "choices": [choice]}))
+    return pieces

@@ -39,7 +39,7 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -113,15 +113,15 @@ class FakeModelServer:
         await response.write_eof()
         return response
 
-    def answer(self, body: dict[str, Any], chat: bool) -> _Answer:
+    def answer(self, body: dict[str, Any], chat: bool) -> Answer:
         if chat:
             messages = body.get("messages") or []
-            prompt = "\n".join(_text_of(m.get("content")) for m in messages)
+            prompt = "\n".join(text_of(m.get("content")) for m in messages)
             last = messages[-1] if messages else {}
             tools = body.get("tools") or []
             if tools and body.get("tool_choice") != "none" and last.get("role") == "user":
                 function = tools[0]["function"]
-                return _Answer(
+                return Answer(
                     prompt,
                     "",
                     "tool_calls",
@@ -129,9 +129,9 @@ class FakeModelServer:
                     _sample_arguments(function.get("parameters")),
                 )
             if last.get("role") == "tool":
-                text = f"The tool returned: {_text_of(last.get('content'))[:200]}"
+                text = f"The tool returned: {text_of(last.get('content'))[:200]}"
             else:
-                said = " ".join(_text_of(last.get("content")).split()[:40])
+                said = " ".join(text_of(last.get("content")).split()[:40])
                 text = f"This is the Tollhouse demo model, not a real LLM. You said: {said}"
         else:
             raw = body.get("prompt")
@@ -142,7 +142,7 @@ class FakeModelServer:
         if isinstance(limit, int) and count_tokens(text) > limit:
             text = "".join(_PIECES.findall(text)[:limit])
             finish = "length"
-        return _Answer(prompt, text, finish, None, None)
+        return Answer(prompt, text, finish, None, None)
 
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = self.answer(body, chat=True)
@@ -301,7 +301,7 @@ class FakeModelServer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
     prompt: str
     text: str
     finish: str

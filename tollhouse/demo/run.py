@@ -9,12 +9,15 @@ from typing import Any
 
 import openai
 import yaml
+from sqlalchemy import select
 
 import migrations
 from governance.config import Settings
 from governance.config.loader import settings_from_mapping
-from governance.db import make_engine, session_factory
+from governance.db import AuditRecord, make_engine, session_factory
 from governance.keys import KeyService
+from governance.policy.document import parse_policy
+from governance.policy.store import PolicyStore
 from governance.spend.summary import spend_by_model
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
@@ -24,27 +27,33 @@ from tollhouse.table import render_table
 DEMO_DIR = Path(".tollhouse")
 
 
-def demo_config(upstream_url: str, database_url: str, port: int) -> dict[str, Any]:
+POLICY_FILE = Path(__file__).with_name("hybrid-policy.yaml")
+
+
+def demo_config(
+    internal_url: str, external_url: str, database_url: str, port: int
+) -> dict[str, Any]:
+    """Two demo upstreams: one plays an internal vLLM server, one an external provider."""
+    common = {"kind": "openai_compatible", "timeout_s": 30}
     return {
         "database_url": database_url,
         "server": {"host": "127.0.0.1", "port": port},
         "upstreams": [
-            {
-                "name": "demo-local",
-                "kind": "openai_compatible",
-                "base_url": upstream_url,
-                "destination": "internal",
-                "timeout_s": 30,
-            },
+            {"name": "demo-vllm", "base_url": internal_url, "destination": "internal", **common},
+            {"name": "demo-cloud", "base_url": external_url, "destination": "external", **common},
         ],
         "models": [
             {
                 "name": "chat-default",
-                "deployments": [{"upstream": "demo-local", "model": "demo-llama"}],
+                "deployments": [{"upstream": "demo-cloud", "model": "demo-llama"}],
+            },
+            {
+                "name": "chat-internal",
+                "deployments": [{"upstream": "demo-vllm", "model": "demo-llama"}],
             },
             {
                 "name": "embed-default",
-                "deployments": [{"upstream": "demo-local", "model": "demo-embed"}],
+                "deployments": [{"upstream": "demo-vllm", "model": "demo-embed"}],
             },
         ],
         "pricing": [
@@ -55,13 +64,19 @@ def demo_config(upstream_url: str, database_url: str, port: int) -> dict[str, An
                 "effective_from": "2026-01-01",
             },
             {
+                "model": "chat-internal",
+                "input": "0.02",
+                "output": "0.02",
+                "effective_from": "2026-01-01",
+            },
+            {
                 "model": "embed-default",
                 "input": "0.02",
                 "output": "0",
                 "effective_from": "2026-01-01",
             },
         ],
-        "apps": [{"name": "demo-app", "audit_content": "full"}],
+        "policy": {"name": "hybrid"},
     }
 
 
@@ -70,31 +85,39 @@ class DemoStack:
     settings: Settings
     config_path: Path
     key: str
-    model_server: ServerThread
+    internal: ServerThread
+    external: ServerThread
     proxy: BackgroundServer
 
     def stop(self) -> None:
         self.proxy.stop()
-        self.model_server.stop()
+        self.internal.stop()
+        self.external.stop()
 
 
 def start(directory: Path, port: int) -> DemoStack:
     directory.mkdir(parents=True, exist_ok=True)
-    model_server = ServerThread(FakeModelServer(models=["demo-llama", "demo-embed"]).application())
-    model_server.start()
+    models = ["demo-llama", "demo-embed"]
+    internal = ServerThread(FakeModelServer(models=models, fingerprint="fp_vllm").application())
+    external = ServerThread(FakeModelServer(models=models, fingerprint="fp_cloud").application())
+    internal.start()
+    external.start()
     database_url = f"sqlite:///{(directory / 'demo.db').resolve()}"
-    raw = demo_config(model_server.url, database_url, port)
+    raw = demo_config(internal.url, external.url, database_url, port)
     config_path = directory / "demo.yaml"
     config_path.write_text("# written by `tollhouse demo`\n" + yaml.safe_dump(raw, sort_keys=False))
     settings = settings_from_mapping(raw, {}, source=str(config_path))
     migrations.upgrade(database_url)
     engine = make_engine(database_url)
-    key = (
-        KeyService(session_factory(engine)).create("demo-app", "demo-team", "tollhouse demo").secret
-    )
+    sessions = session_factory(engine)
+    source = POLICY_FILE.read_text()
+    store = PolicyStore(sessions, channel="demo")
+    version = store.publish(parse_policy(source, str(POLICY_FILE)), source, "tollhouse demo")
+    store.activate(version.name, version.version, "tollhouse demo", "demo start-up")
+    key = KeyService(sessions).create("demo-app", "demo-team", "tollhouse demo").secret
     engine.dispose()
     proxy = BackgroundServer(create_app(settings), "127.0.0.1", port).start()
-    return DemoStack(settings, config_path, key, model_server, proxy)
+    return DemoStack(settings, config_path, key, internal, external, proxy)
 
 
 def send_traffic(base_url: str, key: str) -> int:
@@ -138,7 +161,62 @@ def send_traffic(base_url: str, key: str) -> int:
     client.embeddings.create(model="embed-default", input=prompts)
     client.embeddings.create(model="embed-default", input="one more document")
     sent += 2
-    return sent
+    return sent + send_governed_traffic(client)
+
+
+# Synthetic personal data only (names from no real person, reserved example domains).
+GOVERNED_PROMPTS = [
+    "Draft a thank-you note to Maria Jansen (maria.jansen@example.com) for the workshop.",
+    "Patient MRN 12345678 needs a follow-up letter about the lab results.",
+    "Please update my file, my SSN is 536-22-1847.",
+    "Charge the order to card 4111 1111 1111 1111.",
+]
+
+
+def send_governed_traffic(client: openai.OpenAI) -> int:
+    """Requests with (synthetic) personal data that show the policy at work."""
+    for prompt in GOVERNED_PROMPTS:
+        try:
+            answer = client.chat.completions.create(
+                model="chat-default", messages=[{"role": "user", "content": prompt}]
+            )
+        except openai.BadRequestError as error:
+            print(f"  refused ({error.code}): {prompt}")
+            continue
+        print(f"  answered by {answer.model}: {answer.choices[0].message.content}")
+    return len(GOVERNED_PROMPTS)
+
+
+def decisions_table(settings: Settings, limit: int = len(GOVERNED_PROMPTS)) -> str:
+    """The policy decisions of the last requests, from the audit trail."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            rows = list(
+                session.scalars(
+                    select(AuditRecord)
+                    .where(AuditRecord.kind == "completed", AuditRecord.app == "demo-app")
+                    .order_by(AuditRecord.id.desc())
+                    .limit(limit)
+                )
+            )
+    finally:
+        engine.dispose()
+    table = []
+    for row in reversed(rows):
+        decision = row.decision or {}
+        redaction = decision.get("redaction", {}).get(row.destination or "", {})
+        table.append(
+            [
+                f"{row.policy_name}@{row.policy_version}",
+                decision.get("action", "?"),
+                decision.get("model", "?"),
+                row.destination or "-",
+                ", ".join(f"{k} x{v}" for k, v in decision.get("pii", {}).items()) or "-",
+                ", ".join(f"{k}:{v}" for k, v in redaction.items()) or "-",
+            ]
+        )
+    return render_table(["policy", "action", "model", "destination", "PII found", "sent as"], table)
 
 
 def summary_table(settings: Settings) -> str:
@@ -176,15 +254,19 @@ def run(directory: Path, port: int | None, wait: bool) -> int:
     base_url = f"{stack.proxy.url}/v1"
     try:
         print(
-            f"Demo upstream: {stack.model_server.url} (a demo model, not a real LLM: "
-            "it answers by fixed rules)"
+            f"Demo upstreams: internal {stack.internal.url}, external {stack.external.url} "
+            "(a demo model, not a real LLM: it answers by fixed rules)"
         )
         print(f"Tollhouse proxy: {base_url}   config: {stack.config_path}")
+        print("\nRequests with synthetic personal data, through the hybrid policy:")
         sent = send_traffic(base_url, stack.key)
         print(
             f"\nSent {sent} requests with the official openai client "
-            "(chat, streaming chat, a tool call, embeddings).\n"
+            "(chat, streaming chat, a tool call, embeddings, personal data).\n"
         )
+        print("Policy decisions for the requests with personal data (from the audit trail):")
+        print(decisions_table(stack.settings))
+        print(f"\nPolicy: {POLICY_FILE}")
         print("Spend by model (all requests in this demo database):")
         print(summary_table(stack.settings))
         print("\nTry it yourself:")

@@ -1,0 +1,5 @@
+"""PII detection (Presidio), redaction and reversible pseudonymisation."""
+
+from governance.pii.findings import CustomRecognizers, Finding, TextAnalyzer
+
+__all__ = ["CustomRecognizers", "Finding", "TextAnalyzer"]

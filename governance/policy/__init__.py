@@ -1,0 +1,1 @@
+"""Versioned policies: the document schema, evaluation and the version store."""
