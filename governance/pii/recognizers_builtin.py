@@ -9,7 +9,8 @@
 - card numbers that fail the Luhn check or have an unusual prefix still count next to a
   card word (a mistyped card number is still a card number);
 - spaCy entities are trimmed to one line, and DATE/TIME entities are kept only when they
-  name an actual date or time (a year, a month, digits), not "last month" or "years".
+  name a particular date or time (a year, a month, a weekday, digits), not "last month",
+  "the weekend" or "years".
 """
 
 from __future__ import annotations
@@ -216,8 +217,9 @@ _MONTH = (
     r"jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april"
     r"|june|july|august|september|october|november|december"
 )
+_WEEKDAY = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _REAL_DATE = re.compile(
-    rf"(?i)\b(?:{_MONTH})\b|\b(?:1[5-9]|20)\d\d\b|\d{{1,4}}[/.-]\d{{1,2}}(?:[/.-]\d{{1,4}})?"
+    rf"(?i)\b(?:{_MONTH}|{_WEEKDAY})\b|\b(?:1[5-9]|20)\d\d\b|\d{{1,4}}[/.-]\d{{1,2}}(?:[/.-]\d{{1,4}})?"
     r"|\b\d{1,2}(?:st|nd|rd|th)\b|\b\d{1,2}:\d{2}\b|\b\d{1,2}[ ]?(?:am|pm|a\.m\.|p\.m\.)"
 )
 
