@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from governance.config.schema import PiiConfig
-from governance.pii.analyzer import build_analyzer, merge_findings, prepare_environment
+from governance.pii.analyzer import build_analyzer, prepare_environment, to_findings
 from governance.pii.findings import Finding, TextAnalyzer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ class _PresidioDefaults:
         self.engine = AnalyzerEngine(nlp_engine=nlp_engine)
 
     def analyze(self, text: str, custom: object = None) -> list[Finding]:
-        return merge_findings(self.engine.analyze(text=text, language="en"))
+        return to_findings(self.engine.analyze(text=text, language="en"))
 
 
 def presidio_defaults(model: str) -> TextAnalyzer:

@@ -5,9 +5,10 @@
 ``recognizers`` section into the ad-hoc recognizers `PresidioAnalyzer.analyze` also runs.
 
 Nothing here downloads anything (invariant 7): the spaCy model comes from an installed
-package or a directory (`governance.pii.nlp`), and tldextract, which Presidio's e-mail
-validation uses, is told to use its bundled public-suffix snapshot before it is imported.
-Presidio is therefore imported lazily, inside the builders.
+package or a directory (`governance.pii.nlp`), and tldextract (imported by Presidio,
+used to validate e-mail and domain suffixes) is told to use its bundled public-suffix
+snapshot before it is imported; Presidio is therefore imported lazily, inside the
+builders. Tollhouse's own recognizers use a private offline extractor besides.
 """
 
 from __future__ import annotations
@@ -40,11 +41,19 @@ SCORE_FLOOR = 0.3
 SUFFIX_LIST_URLS_ENV = "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"
 # Score of a policy deny-list hit: the policy author listed that exact term.
 DENY_LIST_SCORE = 1.0
+# numpy's BLAS runs the NER model's matrix products; one thread each, because analyses
+# already run in parallel (``pii.threads``) and a pool per call would only contend.
+BLAS_THREADS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def prepare_environment() -> None:
-    """Make the libraries Presidio imports offline-only; call before importing Presidio."""
+    """Make the libraries Presidio imports offline-only; call before importing Presidio.
+
+    Also caps BLAS threads at one unless the operator set them (read when numpy loads).
+    """
     os.environ[SUFFIX_LIST_URLS_ENV] = ""
+    for name in BLAS_THREADS_ENV:
+        os.environ.setdefault(name, "1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +94,11 @@ class PresidioAnalyzer:
         return tuple(self._engine.registry.recognizers)
 
     def analyze(self, text: str, custom: CustomRecognizers | None = None) -> list[Finding]:
-        """Every entity scoring at least the floor, sorted by position.
+        """Every entity scoring at least the floor, sorted by position (see `to_findings`).
 
-        Findings of one type never overlap (overlaps are merged); findings of different
-        types may (a LOCATION inside a STREET_ADDRESS): the redactor decides, after
-        applying the policy's per-entity thresholds, what to mask.
+        Findings may overlap (a LOCATION inside a STREET_ADDRESS, two readings of one
+        number): the redactor resolves overlaps among the findings it acts on, after
+        applying the policy's per-entity thresholds.
         """
         if custom is not None and not isinstance(custom, PresidioCustomRecognizers):
             raise TypeError("custom recognizers must come from build_custom_recognizers")
@@ -103,7 +112,7 @@ class PresidioAnalyzer:
                 ad_hoc_recognizers=ad_hoc or None,
                 score_threshold=self._score_floor,
             )
-            return merge_findings(results)
+            return to_findings(results)
 
     @contextmanager
     def _borrow(self) -> Iterator[LoadedSpacyNlpEngine]:
@@ -114,23 +123,17 @@ class PresidioAnalyzer:
             self._pool.put(nlp_engine)
 
 
-def merge_findings(results: Sequence[RecognizerResult]) -> list[Finding]:
-    """Findings sorted by (start, -end); overlapping ones of the same type become one."""
-    by_type: dict[str, list[Finding]] = {}
-    for result in sorted(results, key=lambda r: (r.start, -r.end)):
-        entity, start, end, score = result.entity_type, result.start, result.end, result.score
-        if end <= start:
-            continue
-        merged = by_type.setdefault(entity, [])
-        if merged and start < merged[-1].end:
-            last = merged[-1]
-            merged[-1] = Finding(entity, last.start, max(last.end, end), max(last.score, score))
-        else:
-            merged.append(Finding(entity, start, end, float(score)))
-    return sorted(
-        (f for findings in by_type.values() for f in findings),
-        key=lambda f: (f.start, -f.end, f.entity_type),
-    )
+def to_findings(results: Sequence[RecognizerResult]) -> list[Finding]:
+    """Presidio's results as findings, sorted by (start, -end, type).
+
+    Presidio has already dropped results contained in a better-scored one of the same
+    type; partial overlaps are kept as found (not merged: a low-scoring span merged into
+    a high-scoring one would be masked at the high score).
+    """
+    findings = [
+        Finding(r.entity_type, r.start, r.end, float(r.score)) for r in results if r.end > r.start
+    ]
+    return sorted(findings, key=lambda f: (f.start, -f.end, f.entity_type))
 
 
 def build_analyzer(config: PiiConfig) -> PresidioAnalyzer:

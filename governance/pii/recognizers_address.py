@@ -31,44 +31,14 @@ from governance.pii.recognizers_lexicon import (
     STREET_ENDINGS,
     STREET_PREFIXES,
     STREET_SUFFIXES,
+    split_words,
 )
 
-CONTEXT = [
-    "address",
-    "addresses",
-    "live",
-    "lives",
-    "living",
-    "lived",
-    "located",
-    "location",
-    "moved",
-    "move",
-    "corner",
-    "deliver",
-    "delivery",
-    "ship",
-    "shipping",
-    "send",
-    "sent",
-    "mail",
-    "mailing",
-    "visit",
-    "meet",
-    "stay",
-    "staying",
-    "reside",
-    "resides",
-    "residence",
-    "home",
-    "house",
-    "return",
-    "office",
-    "headquarters",
-    "hq",
-    "based",
-    "street",
-]
+CONTEXT = split_words(
+    "address addresses live lives living lived located location moved move corner deliver "
+    "delivery ship shipping send sent mail mailing visit meet stay staying reside resides "
+    "residence home house return office headquarters hq based street"
+)
 
 _HOUSE = r"\d{1,6}[A-Za-z]?"
 _CAP = rf"{UPPER}[\w'\u2019.-]*"
@@ -76,36 +46,10 @@ _ANY = r"[^\W\d_][\w'\u2019.-]*"
 # A word that is not a sentence word ("in", "the", "my"...): address names never have them.
 _NOT_STOP = rf"(?!(?i:{alternation(STOPWORDS - PLACE_PARTICLES)})\b)"
 _NAME = _NOT_STOP + _ANY
-_SEPARATE = [
-    "tér",
-    "u.",
-    "utca",
-    "út",
-    "krt.",
-    "körút",
-    "rkp.",
-    "köz",
-    "sor",
-    "tee",
-    "iela",
-    "gatve",
-    "cesta",
-    "trg",
-    "stræti",
-    "vegur",
-    "street",
-    "st.",
-    "road",
-    "rd.",
-    "avenue",
-    "ave.",
-    "lane",
-    "drive",
-    "strasse",
-    "straße",
-    "str.",
-    "gasse",
-]
+_SEPARATE = split_words(
+    "tér u. utca út krt. körút rkp. köz sor tee iela gatve cesta trg stræti vegur street "
+    "st. road rd. avenue ave. lane drive strasse straße str. gasse"
+)
 _PREFIXES = alternation(STREET_PREFIXES)
 # Building and house numbers written before an anchor ("3369 24 Clarke Avenue").
 _LEAD = re.compile(r"(?<![\w.,-])(?:\d{1,6}[A-Za-z]?[ \t]+){1,2}\Z")
@@ -163,19 +107,7 @@ _RULES = (
         r"\d{1,6}[A-Za-z]?\b",
         UNIT,
         trigger=frozenset(
-            [
-                "apt",
-                "apartment",
-                "suite",
-                "ste",
-                "p",
-                "po",
-                "post",
-                "postbox",
-                "private",
-                "locked",
-                "gpo",
-            ]
+            split_words("apt apartment suite ste p po post postbox private locked gpo")
         ),
     ),
     Rule(

@@ -1,9 +1,12 @@
 """Who someone is: names the NER model misses, titles, ages, nationality and faith, employer.
 
-The small spaCy models miss names in two very common written forms, speaker labels of a
-transcript ("Ubul: What a wife.") and names introduced by a cue ("my name is vitoria",
-"call me Aantje", a signature under "Regards,"); `NameCueRecognizer` covers those. Titles
-are courtesy titles before a name and job titles on their own line or after "I work as".
+The small spaCy models miss names in common written forms: speaker labels of a transcript
+("Ubul: What a wife."), names introduced by a cue ("my name is vitoria", "call me Aantje",
+a signature under "Regards,"), and the later, shorter mentions of someone named in full
+once; `NameCueRecognizer` and `NameEchoRecognizer` cover those. Titles are courtesy
+titles before a name, and job titles on their own line or after "I work as". Companies
+are names ending in a company word, "A, B and C" partnerships, and employers after
+"works for".
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from governance.pii.recognizers_lexicon import (
     ORG_SUFFIXES,
     STOPWORDS,
     plural_forms,
+    split_words,
 )
 
 _NOT_STOP = rf"(?!(?i:{alternation(STOPWORDS)})\b)"
@@ -176,40 +180,12 @@ class NrpRecognizer(ContextRegexRecognizer):
     # Words that are also ordinary English words or languages: only when capitalised and
     # not tagged as a language by the NER model.
     AMBIGUOUS = frozenset(
-        [
-            "polish",
-            "christian",
-            "liberal",
-            "liberals",
-            "conservative",
-            "conservatives",
-            "labour",
-            "roma",
-            "green",
-            "party",
-            "orthodox",
-            "english",
-            "french",
-            "spanish",
-            "german",
-            "dutch",
-            "italian",
-            "russian",
-            "chinese",
-            "japanese",
-            "greek",
-            "turkish",
-            "portuguese",
-            "arabic",
-            "swiss",
-            "thai",
-            "democrat",
-            "democrats",
-            "republican",
-            "republicans",
-            "jew",
-            "asian",
-        ]
+        split_words(
+            "polish christian liberal liberals conservative conservatives labour roma green "
+            "party orthodox english french spanish german dutch italian russian chinese "
+            "japanese greek turkish portuguese arabic swiss thai democrat democrats "
+            "republican republicans jew asian"
+        )
     )
 
     def __init__(self) -> None:

@@ -15,37 +15,13 @@ import re
 import phonenumbers
 
 from governance.pii.recognizers_base import ContextRegexRecognizer, Rule
+from governance.pii.recognizers_lexicon import split_words
 
-CONTEXT = [
-    "phone",
-    "telephone",
-    "tel",
-    "mobile",
-    "mob",
-    "cell",
-    "cellphone",
-    "fax",
-    "call",
-    "called",
-    "calling",
-    "ring",
-    "dial",
-    "number",
-    "contact",
-    "reach",
-    "text",
-    "sms",
-    "whatsapp",
-    "office",
-    "home",
-    "work",
-    "landline",
-    "hotline",
-    "answering",
-    "registered",
-    "ph",
-    "voicemail",
-]
+CONTEXT = split_words(
+    "phone telephone tel mobile mob cell cellphone fax call called calling ring dial number "
+    "contact reach text sms whatsapp office home work landline hotline answering registered "
+    "ph voicemail"
+)
 # Regions a number without a country code is tried against, most common first.
 REGIONS = ("US", "GB", "DE", "FR", "IN", "AU", "BR")
 

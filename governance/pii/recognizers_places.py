@@ -18,64 +18,12 @@ from governance.pii.recognizers_base import (
     alternation,
     text_words,
 )
-from governance.pii.recognizers_lexicon import COUNTRIES, US_STATES
+from governance.pii.recognizers_lexicon import COUNTRIES, US_STATES, split_words
 
-US_STATE_CODES = [
-    "AL",
-    "AK",
-    "AZ",
-    "AR",
-    "CA",
-    "CO",
-    "CT",
-    "DE",
-    "DC",
-    "FL",
-    "GA",
-    "HI",
-    "ID",
-    "IL",
-    "IN",
-    "IA",
-    "KS",
-    "KY",
-    "LA",
-    "ME",
-    "MD",
-    "MA",
-    "MI",
-    "MN",
-    "MS",
-    "MO",
-    "MT",
-    "NE",
-    "NV",
-    "NH",
-    "NJ",
-    "NM",
-    "NY",
-    "NC",
-    "ND",
-    "OH",
-    "OK",
-    "OR",
-    "PA",
-    "RI",
-    "SC",
-    "SD",
-    "TN",
-    "TX",
-    "UT",
-    "VT",
-    "VA",
-    "WA",
-    "WV",
-    "WI",
-    "WY",
-    "PR",
-    "GU",
-    "VI",
-]
+US_STATE_CODES = split_words(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
+    "NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI"
+)
 
 
 class CountryRecognizer(ContextRegexRecognizer):
@@ -83,26 +31,10 @@ class CountryRecognizer(ContextRegexRecognizer):
 
     # Also common words or first names: only when capitalised.
     AMBIGUOUS = frozenset(
-        [
-            "chad",
-            "turkey",
-            "china",
-            "guinea",
-            "jordan",
-            "georgia",
-            "niger",
-            "mali",
-            "oman",
-            "peru",
-            "cuba",
-            "jersey",
-            "washington",
-            "virginia",
-            "indiana",
-            "maine",
-            "kent",
-            "uk",
-        ]
+        split_words(
+            "chad turkey china guinea jordan georgia niger mali oman peru cuba jersey "
+            "washington virginia indiana maine kent uk"
+        )
     )
 
     def __init__(self) -> None:
