@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from governance.pii import Finding
-from governance.pii.redact import Pseudonyms, mask_token, replace
+from governance.pii.redact import Pseudonyms, mask_token, replace, restore
 from governance.pii.restore import StreamRestorer
 
 SEGMENT_MAX = 400
@@ -61,8 +61,7 @@ class AnswerFilter:
         return self._restore(text, arguments)
 
     def _restore(self, text: str, arguments: bool) -> str:
-        restorer = StreamRestorer(self._pseudonyms, json_escape if arguments else None)
-        return restorer.feed(text) + restorer.flush()
+        return restore(text, self._pseudonyms, json_escape if arguments else None)
 
     async def payload(self, payload: dict[str, Any]) -> None:
         """Rewrite a non-streamed chat or completions answer in place."""

@@ -108,4 +108,11 @@ class PolicyCache:
             try:
                 await asyncio.to_thread(self.refresh)
             except Exception:
-                log.warning("could not re-read policy %s; keeping the current one", self._name)
+                # The database is unreachable or a version failed to load: requests keep
+                # the last known versions (the audit writer fails closed on its own if the
+                # database is really gone). Logged with the cause so it is not silent.
+                log.warning(
+                    "could not re-read policy %s; keeping the current one",
+                    self._name,
+                    exc_info=True,
+                )

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -25,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from governance.audit.records import AuditEntry, RecordKind
+from governance.audit.admin import admin_entry
 from governance.db.models import (
     AuditRecord,
     PolicyActivationRecord,
@@ -38,8 +36,31 @@ from governance.policy.document import (
     describe,
 )
 from governance.policy.schema import Policy
+from governance.policy.versions import (
+    Change,
+    HistoryEntry,
+    PolicyState,
+    PolicyVersion,
+    entry_of,
+    state_of,
+    version_of,
+)
 
-ADMIN_APP = "tollhouse-admin"
+__all__ = [
+    "Change",
+    "HistoryEntry",
+    "PolicyIntegrityError",
+    "PolicyState",
+    "PolicyStateError",
+    "PolicyStore",
+    "PolicyVersion",
+]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 ActionName = Literal["activate", "rollback", "shadow_on", "shadow_off"]
 
 
@@ -53,70 +74,6 @@ class PolicyIntegrityError(TollhouseError):
     """A stored version no longer matches its digest or no longer validates."""
 
     code = "policy_integrity"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyVersion:
-    """A published version. ``new`` is True only on the `PolicyStore.publish` call that
-    created it (False when an identical body was already the latest version)."""
-
-    name: str
-    version: int
-    sha256: str
-    body: dict[str, Any]
-    source: str
-    author: str
-    comment: str | None
-    created_at: dt.datetime
-    new: bool = False
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyState:
-    """Which version of a policy is active and which is shadowed; ``generation`` grows by
-    one with every change, so a poller compares one integer."""
-
-    active: int | None
-    shadow: int | None
-    generation: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HistoryEntry:
-    """One row of the activation history."""
-
-    id: int
-    name: str
-    action: str
-    version: int | None
-    previous_version: int | None
-    actor: str
-    comment: str | None
-    at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """The outcome of a state change: the history entries written (none when the request
-    was already satisfied) and the state afterwards."""
-
-    entries: tuple[HistoryEntry, ...]
-    state: PolicyState
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.entries)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-# -- the store --------------------------------------------------------------------------
 
 
 class PolicyStore:
@@ -150,7 +107,7 @@ class PolicyStore:
                 .limit(1)
             ).one_or_none()
             if latest is not None and latest.sha256 == sha:
-                return _version(latest)
+                return version_of(latest)
             row = PolicyVersionRecord(
                 name=policy.name,
                 version=1 if latest is None else latest.version + 1,
@@ -173,12 +130,12 @@ class PolicyStore:
                 extra={"sha256": sha},
             )
             session.flush()
-            return _version(row, new=True)
+            return version_of(row, new=True)
 
     def get(self, name: str, version: int | None = None) -> PolicyVersion:
         """One version (the latest when ``version`` is None)."""
         with self._sessions() as session:
-            return _version(self._row(session, name, version))
+            return version_of(self._row(session, name, version))
 
     def versions(self, name: str | None = None) -> list[PolicyVersion]:
         """Every version, by name then number."""
@@ -188,7 +145,7 @@ class PolicyStore:
         if name is not None:
             query = query.where(PolicyVersionRecord.name == name)
         with self._sessions() as session:
-            return [_version(row) for row in session.scalars(query)]
+            return [version_of(row) for row in session.scalars(query)]
 
     def load(self, name: str, version: int) -> Policy:
         """A stored version as a validated `Policy`, after checking its digest."""
@@ -232,7 +189,7 @@ class PolicyStore:
                 .where(PolicyActivationRecord.name == name)
                 .order_by(PolicyActivationRecord.id)
             )
-            return [_entry(row) for row in rows]
+            return [entry_of(row) for row in rows]
 
     def activate(self, name: str, version: int, actor: str, comment: str | None = None) -> Change:
         """Make ``version`` the active one (nothing changes if it already is)."""
@@ -240,9 +197,9 @@ class PolicyStore:
             state = self._lock(session, name)
             self._row(session, name, version)
             if state.active_version == version:
-                return Change((), _state(state))
+                return Change((), state_of(state))
             entries = self._activate(session, state, "activate", version, actor, comment)
-            return Change(entries, _state(state))
+            return Change(entries, state_of(state))
 
     def rollback(self, name: str, actor: str, comment: str | None = None) -> Change:
         """Re-activate the version that was active before the current one.
@@ -273,7 +230,7 @@ class PolicyStore:
                     "earlier activation is left to undo); activate a version with NAME@V"
                 )
             entries = self._activate(session, state, "rollback", stack[-2], actor, comment)
-            return Change(entries, _state(state))
+            return Change(entries, state_of(state))
 
     def attach_shadow(
         self, name: str, version: int, actor: str, comment: str | None = None
@@ -287,9 +244,9 @@ class PolicyStore:
                     f"policy {name!r}: v{version} is the active version; shadow another one"
                 )
             if state.shadow_version == version:
-                return Change((), _state(state))
+                return Change((), state_of(state))
             entry = self._record(session, state, "shadow_on", version, actor, comment)
-            return Change((entry,), _state(state))
+            return Change((entry,), state_of(state))
 
     def detach_shadow(self, name: str, actor: str, comment: str | None = None) -> Change:
         """Stop shadow evaluation (nothing changes when no shadow is attached)."""
@@ -297,9 +254,9 @@ class PolicyStore:
             state = self._lock(session, name)
             self._row(session, name, None)
             if state.shadow_version is None:
-                return Change((), _state(state))
+                return Change((), state_of(state))
             entry = self._record(session, state, "shadow_off", None, actor, comment)
-            return Change((entry,), _state(state))
+            return Change((entry,), state_of(state))
 
     # -- internals --------------------------------------------------------------------
     def _lock(self, session: Session, name: str) -> PolicyStateRecord:
@@ -387,7 +344,7 @@ class PolicyStore:
         session.add(row)
         self._audit(session, action, state.name, version, previous, actor, comment)
         session.flush()
-        return _entry(row)
+        return entry_of(row)
 
     def _audit(
         self,
@@ -400,19 +357,13 @@ class PolicyStore:
         comment: str | None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        entry = AuditEntry(
-            request_id=f"adm_{uuid.uuid4().hex}",
-            kind=RecordKind.ADMIN,
-            recorded_at=self._clock(),
-            app=ADMIN_APP,
-            team=None,
-            key_id=self._channel,
+        entry = admin_entry(
             endpoint=f"policy.{action}",
-            status="ok",
-            content_retention="none",
+            channel=self._channel,
+            recorded_at=self._clock(),
             policy_name=name,
             policy_version=version if version is not None else previous,
-            decision={
+            details={
                 "action": action,
                 "version": version,
                 "previous_version": previous,
@@ -422,34 +373,3 @@ class PolicyStore:
             },
         )
         session.add(AuditRecord(**entry.as_row()))
-
-
-def _version(row: PolicyVersionRecord, *, new: bool = False) -> PolicyVersion:
-    return PolicyVersion(
-        name=row.name,
-        version=row.version,
-        sha256=row.sha256,
-        body=row.body,
-        source=row.source,
-        author=row.author,
-        comment=row.comment,
-        created_at=row.created_at,
-        new=new,
-    )
-
-
-def _entry(row: PolicyActivationRecord) -> HistoryEntry:
-    return HistoryEntry(
-        id=row.id,
-        name=row.name,
-        action=row.action,
-        version=row.version,
-        previous_version=row.previous_version,
-        actor=row.actor,
-        comment=row.comment,
-        at=row.at,
-    )
-
-
-def _state(row: PolicyStateRecord) -> PolicyState:
-    return PolicyState(row.active_version, row.shadow_version, row.generation)
