@@ -131,6 +131,12 @@ def main() -> None:
                 "policy": {"name": "bench"},
                 # PII analysis is off in this policy; don't load the NER model at all.
                 "pii": {"preload": False},
+                # Full content is encrypted; checkpoints are signed every minute.
+                "audit": {
+                    "master_key_file": str(work / "master.key"),
+                    "signing_key_file": str(work / "signing.pem"),
+                },
+                "access": {"four_eyes": False},  # one operator sets the bench up
             }
         )
     )
@@ -152,6 +158,11 @@ def main() -> None:
     subprocess.run(
         [*cli, "db", "upgrade", "--config", str(config)], env=env, check=True, capture_output=True
     )
+    for option in ("--master-key", "--signing-key"):
+        target = work / ("master.key" if option == "--master-key" else "signing.pem")
+        subprocess.run(
+            [*cli, "audit", "keygen", option, str(target)], env=env, check=True, capture_output=True
+        )
     for step in (["publish", str(policy)], ["activate", "bench@1"]):
         subprocess.run(
             [*cli, "policy", *step, "--config", str(config)],

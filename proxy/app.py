@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.routing import Mount
 
+from governance.access.principals import PrincipalService
 from governance.audit import AuditWriter
+from governance.audit.checkpoint import Checkpointer, load_signing_key
+from governance.audit.reader import AuditReader
+from governance.audit.retention import Retention
+from governance.audit.vault import DataKeys, MasterKey
 from governance.config import load_settings, resolve_config_path
 from governance.config.schema import Destination, Settings
 from governance.db import make_engine, session_factory
@@ -18,6 +25,8 @@ from governance.keys import KeyService
 from governance.pii import TextAnalyzer
 from governance.policy.store import PolicyStore
 from governance.spend import PriceTable
+from proxy.admin import build_admin_app
+from proxy.admin.state import AdminState
 from proxy.auth import Authenticator
 from proxy.errors import handle_tollhouse_error, handle_unexpected
 from proxy.pii_gate import PiiGate
@@ -27,6 +36,8 @@ from proxy.routes import ROUTES
 from proxy.routing import Router
 from proxy.state import AppState
 from proxy.upstream import OpenAICompatibleAdapter, UpstreamAdapter
+
+log = logging.getLogger(__name__)
 
 
 def build_adapters(settings: Settings) -> dict[str, UpstreamAdapter]:
@@ -45,6 +56,57 @@ def destinations_of(settings: Settings) -> dict[str, frozenset[Destination]]:
     return {
         m.name: frozenset(upstreams[d.upstream] for d in m.deployments) for m in settings.models
     }
+
+
+def build_data_keys(settings: Settings) -> DataKeys | None:
+    """Data keys for ``full`` content, when a master key is configured."""
+    path = settings.audit.master_key_file
+    if path is None:
+        return None
+    return DataKeys(MasterKey.from_file(path), ttl_s=settings.audit.data_key_cache_s)
+
+
+def build_checkpointer(settings: Settings, engine: Engine) -> Checkpointer | None:
+    path = settings.audit.signing_key_file
+    return None if path is None else Checkpointer(engine, load_signing_key(path))
+
+
+def sign_once(checkpointer: Checkpointer) -> None:
+    """Sign the chain heads; a failure is logged, and the next round tries again."""
+    try:
+        checkpointer.write()
+    except Exception as exc:
+        log.warning("could not write an audit checkpoint (%s: %s)", type(exc).__name__, exc)
+
+
+async def sign_periodically(checkpointer: Checkpointer | None, settings: Settings) -> None:
+    if checkpointer is None:
+        return
+    while True:
+        await asyncio.sleep(settings.audit.checkpoint_interval_s)
+        await asyncio.to_thread(sign_once, checkpointer)
+
+
+def build_admin_state(
+    settings: Settings,
+    engine: Engine,
+    authenticator: Authenticator,
+    checkpointer: Checkpointer | None,
+) -> AdminState:
+    sessions = session_factory(engine)
+    path = settings.audit.master_key_file
+    return AdminState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        authenticator=authenticator,
+        principals=PrincipalService(sessions),
+        keys=KeyService(sessions),
+        policies=PolicyStore(sessions, four_eyes=settings.access.four_eyes),
+        reader=AuditReader(engine, sessions, MasterKey.from_file(path) if path else None),
+        retention=Retention(sessions),
+        checkpointer=checkpointer,
+    )
 
 
 def build_pii_gate(settings: Settings, analyzer: TextAnalyzer | None) -> PiiGate:
@@ -79,8 +141,12 @@ def create_app(
             else make_engine(settings.database_url, busy_timeout_s=settings.audit.write_timeout_s)
         )
         writer = AuditWriter(
-            db, batch_max=settings.audit.batch_max, queue_max=settings.audit.queue_max
+            db,
+            batch_max=settings.audit.batch_max,
+            queue_max=settings.audit.queue_max,
+            data_keys=build_data_keys(settings),
         )
+        checkpointer = build_checkpointer(settings, db)
         writer.start()
         adapters = build_adapters(settings)
         policies = PolicyCache(
@@ -92,6 +158,7 @@ def create_app(
         )
         await asyncio.to_thread(policies.refresh)
         watcher = asyncio.create_task(policies.watch())
+        signer = asyncio.create_task(sign_periodically(checkpointer, settings))
         gate = await asyncio.to_thread(build_pii_gate, settings, analyzer)
         pipeline = Pipeline(
             settings,
@@ -101,7 +168,9 @@ def create_app(
             policies,
             gate,
         )
-        authenticator = Authenticator(KeyService(session_factory(db)), settings.auth_cache_ttl_s)
+        sessions = session_factory(db)
+        authenticator = Authenticator(KeyService(sessions), settings.auth_cache_ttl_s)
+        admin.state.admin = build_admin_state(settings, db, authenticator, checkpointer)
         app.state.tollhouse = AppState(
             settings, db, writer, authenticator, pipeline, adapters, policies
         )
@@ -109,15 +178,19 @@ def create_app(
             yield
         finally:
             watcher.cancel()
+            signer.cancel()
             gate.close()
             for adapter in adapters.values():
                 await adapter.close()
             writer.close()
+            if checkpointer is not None:
+                await asyncio.to_thread(sign_once, checkpointer)
             if own_engine:
                 db.dispose()
 
+    admin = build_admin_app()
     return Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, Mount("/admin", app=admin)],
         lifespan=lifespan,
         exception_handlers={TollhouseError: handle_tollhouse_error, Exception: handle_unexpected},
     )

@@ -56,11 +56,14 @@ class Call:
     shadow: dict[str, Any] | None = None
     pseudonyms: Pseudonyms = field(default_factory=Pseudonyms)
     answer: AnswerFilter | None = None
+    retention_cap: str | None = None  # set when the policy's retention cannot be honoured
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def retention(self) -> str:
         """What the audit trail keeps of the content: none, redacted or full."""
+        if self.retention_cap is not None:
+            return self.retention_cap
         return self.decision.audit_content if self.decision is not None else "none"
 
     @property
@@ -96,7 +99,7 @@ class Call:
             request_id=self.request_id,
             kind=kind,
             recorded_at=fields.pop("recorded_at", None) or dt.datetime.now(dt.UTC),
-            app=self.principal.app,
+            app=self.principal.traffic_app,
             team=self.principal.team,
             key_id=self.principal.key_id,
             endpoint=self.endpoint.value,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from governance.audit import AuditEntry, AuditWriter, Completion, RecordKind
 from governance.config.schema import Settings
 from governance.errors import (
+    AuditUnavailableError,
     InvalidRequestError,
     ModelNotFoundError,
     PiiUnavailableError,
@@ -142,7 +143,7 @@ class Pipeline:
         engine = self._policies.active()
         body = call.body
         facts = RequestFacts(
-            app=call.principal.app,
+            app=call.principal.traffic_app,
             team=call.principal.team,
             model=call.request.model,
             max_tokens=_max_tokens(body),
@@ -157,6 +158,13 @@ class Pipeline:
             call.shadow = await self._shadow(shadow, engine, decision, facts, opaque)
         if decision.error is not None:
             raise decision.error
+        if decision.audit_content == "full" and not self._writer.encrypts:
+            call.retention_cap = "none"  # never store full content unencrypted
+            raise AuditUnavailableError(
+                "The policy keeps full content in the audit trail, which is encrypted at rest, "
+                "but no audit.master_key_file is configured; request refused.",
+                code="content_encryption_unavailable",
+            )
         call.model = self._models[decision.model]
         if decision.max_tokens is not None:
             call.body = {**body, "max_tokens": decision.max_tokens}

@@ -62,13 +62,12 @@ def drop_database(server_url: str, url: str) -> None:
     admin.dispose()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def _migrated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label: str
 ) -> Iterator[str]:
-    """A migrated database, once per backend."""
+    """A new migrated database on the backend ``request.param`` names; dropped after."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tollhouse.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp(label) / 'tollhouse.db'}"
         migrations.upgrade(url)
         yield url
         return
@@ -79,7 +78,23 @@ def database_url(
     drop_database(server, url)
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database, once per backend."""
+    yield from _migrated(request, tmp_path_factory, "sqlite")
+
+
 @pytest.fixture(scope="session")
 def analyzer() -> TextAnalyzer:
     """The real Presidio analyzer with the default model, built once for the session."""
     return build_analyzer(PiiConfig())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A new migrated database for one test (for tests that tamper with it)."""
+    yield from _migrated(request, tmp_path_factory, "fresh")

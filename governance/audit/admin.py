@@ -1,7 +1,8 @@
-"""Audit entries for administrative changes (policy publish, activation, shadow, ...).
+"""Audit entries for administrative actions: changes (a policy activated, a key created)
+and reads of audit content.
 
-They are written by the service making the change, in the same transaction as the
-change itself, so a change and its audit record commit or fail together.
+They are appended to the shared chain by the service making the change, in the same
+transaction as the change itself, so a change and its record commit or fail together.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from governance.access import Principal
 from governance.audit.records import AuditEntry, RecordKind
 
 ADMIN_APP = "tollhouse-admin"
@@ -19,24 +21,25 @@ ADMIN_APP = "tollhouse-admin"
 def admin_entry(
     *,
     endpoint: str,
-    channel: str,
+    actor: Principal,
     recorded_at: dt.datetime,
-    policy_name: str | None,
-    policy_version: int | None,
     details: Mapping[str, Any],
+    policy_name: str | None = None,
+    policy_version: int | None = None,
 ) -> AuditEntry:
-    """One ``admin`` record: ``endpoint`` names the change, ``details`` what it was."""
+    """One ``admin`` record: ``endpoint`` names the action (``policy.activate``,
+    ``audit.export``, ...), ``details`` what it was; the actor's name is in ``details``."""
     return AuditEntry(
         request_id=f"adm_{uuid.uuid4().hex}",
         kind=RecordKind.ADMIN,
         recorded_at=recorded_at,
         app=ADMIN_APP,
         team=None,
-        key_id=channel,
+        key_id=actor.key_id,
         endpoint=endpoint,
         status="ok",
         content_retention="none",
         policy_name=policy_name,
         policy_version=policy_version,
-        decision=dict(details),
+        decision={"actor": actor.name, **details},
     )

@@ -8,6 +8,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from governance.audit.chain import hash_row
+from governance.db.types import canonical_json_text
+
 
 class RecordKind(StrEnum):
     ADMITTED = "admitted"
@@ -70,4 +73,44 @@ class AuditEntry:
     shadow: dict[str, Any] | None = None
 
     def as_row(self) -> dict[str, Any]:
+        """The entry's own fields (content included), as named in `AuditEntry`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def has_content(self) -> bool:
+        return self.content_retention != "none" and (
+            self.request_content is not None or self.response_content is not None
+        )
+
+    def content_json(self) -> bytes:
+        """The content body to store: canonical JSON of request and response."""
+        return canonical_json_text(
+            {"request": self.request_content, "response": self.response_content}
+        ).encode("utf-8")
+
+
+_CONTENT_FIELDS = ("request_content", "response_content")
+
+
+def chained_row(
+    entry: AuditEntry,
+    chain_id: str,
+    seq: int,
+    prev_hash: str,
+    *,
+    content_digest: str | None = None,
+    content_key_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``audit_records`` row of ``entry`` at ``seq`` in ``chain_id``, hash included."""
+    row = entry.as_row()
+    for name in _CONTENT_FIELDS:
+        del row[name]
+    row.update(
+        chain_id=chain_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        content_digest=content_digest,
+        content_key_id=content_key_id,
+    )
+    row["record_hash"] = hash_row(row)
+    return row

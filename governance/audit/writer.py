@@ -1,4 +1,4 @@
-"""Group commit for audit records.
+"""Group commit for audit records, each writer appending to its own hash chain.
 
 Requests hand records to one writer thread per process; the thread inserts everything
 pending in one transaction and then wakes every waiter. So commits never run on the event
@@ -6,22 +6,34 @@ loop, a busy proxy pays one commit per batch rather than per request, and a call
 awaits `AuditWriter.write` knows its records are durable. When the store cannot write,
 waiters get `AuditUnavailableError` (the proxy fails closed); the next batch simply tries
 again, so the writer recovers by itself when the database returns.
+
+The writer owns one chain (``chain_id``) for its lifetime: it numbers records 1, 2, 3...
+and links each to the previous record's hash, so writers in other processes never wait
+on it. The head (last seq and hash) advances only when a batch commits; after a failed
+batch it is re-read from the database, because a commit whose acknowledgement was lost
+may still have landed. Content is sealed here too (`DataKeys`), off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert, select, update
 
-from governance.audit.records import AuditEntry
-from governance.db.models import AuditRecord
+from governance.audit.chain import FORMAT, GENESIS, content_digest
+from governance.audit.records import AuditEntry, chained_row
+from governance.audit.vault import ENCRYPTION, DataKeys, seal
+from governance.db.models import AuditChain, AuditContent, AuditRecord
 from governance.errors import AuditUnavailableError
 
 log = logging.getLogger(__name__)
@@ -41,8 +53,20 @@ class _Pending:
 class AuditWriter:
     """Batches audit records into one transaction per round trip to the database."""
 
-    def __init__(self, engine: Engine, *, batch_max: int = 512, queue_max: int = 20_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_max: int = 512,
+        queue_max: int = 20_000,
+        data_keys: DataKeys | None = None,
+        chain_id: str | None = None,
+    ) -> None:
         self._engine = engine
+        self.chain_id = chain_id or f"w-{secrets.token_hex(8)}"
+        self._data_keys = data_keys
+        self._head: tuple[int, str] | None = None  # None: unknown, read it from the database
+        self._registered = False
         self._batch_max = batch_max
         self._queue_max = queue_max
         self._cond = threading.Condition()
@@ -63,13 +87,28 @@ class AuditWriter:
         self._thread.start()
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is queued, stop the thread, and mark the chain closed."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self._registered:
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(
+                        update(AuditChain)
+                        .where(AuditChain.chain_id == self.chain_id)
+                        .values(closed_at=dt.datetime.now(dt.UTC))
+                    )
+            except Exception as exc:  # the chain stays open; verification does not mind
+                log.warning("could not mark audit chain closed (%s)", type(exc).__name__)
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether ``full`` content can be stored (a master key is configured)."""
+        return self._data_keys is not None
 
     @property
     def healthy(self) -> bool:
@@ -139,11 +178,14 @@ class AuditWriter:
             self._notify(batch, self._commit(batch))
 
     def _commit(self, batch: list[_Pending]) -> BaseException | None:
-        rows = [entry.as_row() for item in batch for entry in item.entries]
+        entries = [entry for item in batch for entry in item.entries]
         try:
             with self._engine.begin() as connection:
-                connection.execute(insert(AuditRecord), rows)
+                head = self._append(connection, entries)
         except Exception as exc:  # any store failure fails the waiting requests closed
+            self._head = None  # the commit may have landed anyway: re-read the head
+            if self._data_keys is not None:
+                self._data_keys.rolled_back()
             if self._healthy:
                 log.error(
                     "audit store write failed (%s); refusing requests until it recovers",
@@ -151,11 +193,92 @@ class AuditWriter:
                 )
             self._healthy = False
             return AuditUnavailableError("the audit store cannot write; request refused")
+        self._head = head
+        self._registered = True
+        if self._data_keys is not None:
+            self._data_keys.committed()
         if not self._healthy:
             log.warning("audit store writable again")
         self._healthy = True
         self.batches_committed += 1
         return None
+
+    def _append(self, connection: Connection, entries: list[AuditEntry]) -> tuple[int, str]:
+        """Insert ``entries`` after the chain's head; return the new head."""
+        if self._head is None:
+            stored = connection.execute(
+                select(AuditChain.head_seq, AuditChain.head_hash).where(
+                    AuditChain.chain_id == self.chain_id
+                )
+            ).one_or_none()
+            self._registered = stored is not None
+            self._head = (stored[0], stored[1]) if stored is not None else (0, GENESIS)
+        first_seq, last_hash = self._head
+        seq = first_seq
+        rows: list[dict[str, object]] = []
+        contents: list[dict[str, object]] = []
+        for entry in entries:
+            seq += 1
+            digest = key_id = None
+            if entry.has_content:
+                sealed = self._content(connection, entry, seq)
+                if sealed is not None:
+                    body, encryption, key_id = sealed
+                    digest = content_digest(body)
+                    contents.append(
+                        {
+                            "chain_id": self.chain_id,
+                            "seq": seq,
+                            "encryption": encryption,
+                            "body": body,
+                        }
+                    )
+            row = chained_row(
+                entry, self.chain_id, seq, last_hash, content_digest=digest, content_key_id=key_id
+            )
+            last_hash = str(row["record_hash"])
+            rows.append(row)
+        if not self._registered:
+            connection.execute(
+                insert(AuditChain),
+                [
+                    {
+                        "chain_id": self.chain_id,
+                        "format": FORMAT,
+                        "kind": "writer",
+                        "writer": f"{socket.gethostname()}:{os.getpid()}"[:256],
+                        "started_at": dt.datetime.now(dt.UTC),
+                        "head_seq": seq,
+                        "head_hash": last_hash,
+                        "signed_seq": 0,
+                    }
+                ],
+            )
+        else:
+            moved = connection.execute(
+                update(AuditChain)
+                .where(AuditChain.chain_id == self.chain_id, AuditChain.head_seq == first_seq)
+                .values(head_seq=seq, head_hash=last_hash)
+            )
+            if moved.rowcount != 1:
+                raise RuntimeError(f"audit chain {self.chain_id} moved under its writer")
+        connection.execute(insert(AuditRecord), rows)
+        if contents:
+            connection.execute(insert(AuditContent), contents)
+        return seq, last_hash
+
+    def _content(
+        self, connection: Connection, entry: AuditEntry, seq: int
+    ) -> tuple[bytes, str, str | None] | None:
+        """The body to store for ``entry``: plaintext JSON, or sealed for ``full``."""
+        plain = entry.content_json()
+        if entry.content_retention != "full":
+            return plain, "none", None
+        if self._data_keys is None:  # the pipeline refuses such requests; never store plain
+            log.error("full content without a master key was not stored")
+            return None
+        key_id, key = self._data_keys.key_for(connection, entry.app, entry.end_user)
+        return seal(key, plain, self.chain_id, seq), ENCRYPTION, key_id
 
     @staticmethod
     def _notify(batch: list[_Pending], error: BaseException | None) -> None:

@@ -93,6 +93,34 @@ class AuditConfig(_Strict):
     batch_max: int = Field(default=512, ge=1, description="records per group commit")
     queue_max: int = Field(default=20_000, ge=1, description="pending records before 503")
     write_timeout_s: float = Field(default=5.0, gt=0)
+    signing_key_file: str | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs checkpoints; none: no checkpoints",
+    )
+    verify_key_files: list[str] = Field(
+        default_factory=list,
+        description="Ed25519 public keys (PEM) trusted by `audit verify`, besides the "
+        "signing key's own",
+    )
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="how often a proxy process signs the chain heads"
+    )
+    master_key_file: str | None = Field(
+        default=None,
+        description="32-byte master key (base64) wrapping the data keys of `full` content; "
+        "none: a policy asking for full content gets 503",
+    )
+    data_key_cache_s: float = Field(
+        default=60.0, gt=0, description="how long a writer reuses a data key before re-checking it"
+    )
+
+
+class AccessConfig(_Strict):
+    four_eyes: bool = Field(
+        default=True,
+        description="a policy version needs an approver other than its author before it "
+        "can be activated (switch off only for a single-person setup)",
+    )
 
 
 class PiiConfig(_Strict):
@@ -128,6 +156,7 @@ class Settings(_Strict):
     pricing: list[PriceConfig] = Field(default_factory=list)
     retry: RetryConfig = RetryConfig()
     audit: AuditConfig = AuditConfig()
+    access: AccessConfig = AccessConfig()
     policy: PolicyConfig = PolicyConfig()
     pii: PiiConfig = PiiConfig()
     auth_cache_ttl_s: float = Field(

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from governance.db.types import canonical_json_text
 from governance.errors import ConfigError
 
 
@@ -31,6 +32,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
     """Create an engine with Tollhouse's connection settings for the URL's backend."""
     url = normalise_url(url)
+    kwargs.setdefault("json_serializer", canonical_json_text)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, **kwargs

@@ -6,8 +6,15 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+def canonical_json_text(value: Any) -> str:
+    """Compact JSON with sorted keys: how every JSON column is stored (the engine's
+    serializer), so the audit chain can hash a JSON value as its stored text."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

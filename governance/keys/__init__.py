@@ -1,5 +1,20 @@
-"""Client API keys: creation, lookup by hash, revocation."""
+"""API keys of principals: creation, expiry, rotation, revocation, constant-time lookup.
 
-from governance.keys.service import CreatedKey, KeyService, Principal, hash_secret
+`Principal` is `governance.access.Principal`, re-exported here for the callers that
+authenticate keys.
+"""
 
-__all__ = ["CreatedKey", "KeyService", "Principal", "hash_secret"]
+from governance.access.roles import Principal
+from governance.keys.service import KeyService, KeyStateError, hash_secret, prefix_of
+from governance.keys.views import CreatedKey, Grant, KeyInfo
+
+__all__ = [
+    "CreatedKey",
+    "Grant",
+    "KeyInfo",
+    "KeyService",
+    "KeyStateError",
+    "Principal",
+    "hash_secret",
+    "prefix_of",
+]

@@ -5,8 +5,15 @@ carries the SHA-256 of its canonical JSON, checked again whenever it is loaded. 
 version is active (and which runs as a shadow) lives in one ``policy_state`` row per name,
 which every change locks first: publishing and activating are serialised per policy
 across processes, and the proxy polls the row with one primary-key lookup. Every change
-of state appends to ``policy_activations`` and writes an ``admin`` audit record in the
-same transaction.
+of state appends to ``policy_activations`` and writes an ``admin`` audit record on the
+shared chain in the same transaction.
+
+Changes are made by a `Principal` and need its permission: publishing ``policy:publish``,
+approving, activating and rolling back ``policy:approve``, shadowing ``policy:shadow``.
+With four eyes on (the default), a version can only be activated once a principal other
+than its author approved it; shadowing needs no approval (it is how a version is tried
+before approval). With four eyes off, publishing approves the version as its author.
+Reads need no principal.
 
 Each method is its own short transaction (the command line is the boundary).
 """
@@ -23,10 +30,12 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from governance.access import Permission, Principal
 from governance.audit.admin import admin_entry
+from governance.audit.shared import append_shared
 from governance.db.models import (
-    AuditRecord,
     PolicyActivationRecord,
+    PolicyApprovalRecord,
     PolicyStateRecord,
     PolicyVersionRecord,
 )
@@ -37,17 +46,23 @@ from governance.policy.document import (
 )
 from governance.policy.schema import Policy
 from governance.policy.versions import (
+    Approval,
     Change,
     HistoryEntry,
     PolicyState,
     PolicyVersion,
+    approval_of,
+    approvals_of,
     entry_of,
     state_of,
     version_of,
 )
 
 __all__ = [
+    "Approval",
+    "ApprovalRequiredError",
     "Change",
+    "FourEyesError",
     "HistoryEntry",
     "PolicyIntegrityError",
     "PolicyState",
@@ -70,6 +85,18 @@ class PolicyStateError(InvalidRequestError):
     code = "policy_state_conflict"
 
 
+class FourEyesError(PolicyStateError):
+    """Four eyes: the author of a version may not approve it."""
+
+    code = "four_eyes"
+
+
+class ApprovalRequiredError(PolicyStateError):
+    """Four eyes: the version has no approval by someone other than its author."""
+
+    code = "approval_required"
+
+
 class PolicyIntegrityError(TollhouseError):
     """A stored version no longer matches its digest or no longer validates."""
 
@@ -84,18 +111,23 @@ class PolicyStore:
         sessions: sessionmaker[Session],
         *,
         clock: Callable[[], dt.datetime] = _now,
-        channel: str = "cli",
+        four_eyes: bool = True,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._channel = channel  # the audit records' key_id: where admin changes come from
+        self._four_eyes = four_eyes
+
+    @property
+    def four_eyes(self) -> bool:
+        return self._four_eyes
 
     # -- versions ---------------------------------------------------------------------
     def publish(
-        self, policy: Policy, source: str, author: str, comment: str | None = None
+        self, policy: Policy, source: str, actor: Principal, comment: str | None = None
     ) -> PolicyVersion:
-        """Store the next version of ``policy.name``; an unchanged body returns the latest
-        version instead (with ``new`` False)."""
+        """Store the next version of ``policy.name``, authored by ``actor``; an unchanged
+        body returns the latest version instead (with ``new`` False)."""
+        actor.require(Permission.POLICY_PUBLISH)
         body = policy.model_dump(mode="json")
         sha = hashlib.sha256(canonical_json(body)).hexdigest()
         with self._sessions.begin() as session:
@@ -107,35 +139,68 @@ class PolicyStore:
                 .limit(1)
             ).one_or_none()
             if latest is not None and latest.sha256 == sha:
-                return version_of(latest)
+                found = approvals_of(session, latest.name, latest.version)
+                return version_of(latest, found.get((latest.name, latest.version), ()))
             row = PolicyVersionRecord(
                 name=policy.name,
                 version=1 if latest is None else latest.version + 1,
                 sha256=sha,
                 body=body,
                 source=source,
-                author=author,
+                author=actor.name,
                 comment=comment,
                 created_at=self._clock(),
             )
             session.add(row)
+            session.flush()
             self._audit(
                 session,
                 "publish",
                 policy.name,
                 row.version,
                 None if latest is None else latest.version,
-                author,
+                actor,
                 comment,
                 extra={"sha256": sha},
             )
-            session.flush()
-            return version_of(row, new=True)
+            approvals = []
+            if not self._four_eyes:
+                approvals.append(
+                    self._approve(session, row, actor, "four eyes off: approved on publication")
+                )
+            return version_of(row, approvals, new=True)
+
+    def approve(
+        self, name: str, version: int, actor: Principal, comment: str | None = None
+    ) -> Approval:
+        """Record ``actor``'s approval of a version (with four eyes on, ``actor`` must not
+        be its author). Approving a version twice returns the first approval."""
+        actor.require(Permission.POLICY_APPROVE)
+        with self._sessions.begin() as session:
+            self._lock(session, name)
+            row = self._row(session, name, version)
+            if self._four_eyes and actor.name == row.author:
+                raise FourEyesError(
+                    f"policy {name}@{version} was authored by {row.author}, who may not "
+                    "approve it (four eyes); ask another policy approver"
+                )
+            earlier = session.scalars(
+                select(PolicyApprovalRecord).where(
+                    PolicyApprovalRecord.name == name,
+                    PolicyApprovalRecord.version == version,
+                    PolicyApprovalRecord.approver == actor.name,
+                )
+            ).first()
+            if earlier is not None:
+                return approval_of(earlier)
+            return self._approve(session, row, actor, comment)
 
     def get(self, name: str, version: int | None = None) -> PolicyVersion:
-        """One version (the latest when ``version`` is None)."""
+        """One version (the latest when ``version`` is None), with its approvals."""
         with self._sessions() as session:
-            return version_of(self._row(session, name, version))
+            row = self._row(session, name, version)
+            found = approvals_of(session, row.name, row.version)
+            return version_of(row, found.get((row.name, row.version), ()))
 
     def versions(self, name: str | None = None) -> list[PolicyVersion]:
         """Every version, by name then number."""
@@ -145,7 +210,9 @@ class PolicyStore:
         if name is not None:
             query = query.where(PolicyVersionRecord.name == name)
         with self._sessions() as session:
-            return [version_of(row) for row in session.scalars(query)]
+            rows = list(session.scalars(query))
+            found = approvals_of(session, name)
+        return [version_of(row, found.get((row.name, row.version), ())) for row in rows]
 
     def load(self, name: str, version: int) -> Policy:
         """A stored version as a validated `Policy`, after checking its digest."""
@@ -191,22 +258,28 @@ class PolicyStore:
             )
             return [entry_of(row) for row in rows]
 
-    def activate(self, name: str, version: int, actor: str, comment: str | None = None) -> Change:
-        """Make ``version`` the active one (nothing changes if it already is)."""
+    def activate(
+        self, name: str, version: int, actor: Principal, comment: str | None = None
+    ) -> Change:
+        """Make ``version`` the active one (nothing changes if it already is); with four
+        eyes on, it needs an approval by someone other than its author."""
+        actor.require(Permission.POLICY_APPROVE)
         with self._sessions.begin() as session:
             state = self._lock(session, name)
-            self._row(session, name, version)
+            row = self._row(session, name, version)
             if state.active_version == version:
                 return Change((), state_of(state))
+            self._require_approval(session, row)
             entries = self._activate(session, state, "activate", version, actor, comment)
             return Change(entries, state_of(state))
 
-    def rollback(self, name: str, actor: str, comment: str | None = None) -> Change:
+    def rollback(self, name: str, actor: Principal, comment: str | None = None) -> Change:
         """Re-activate the version that was active before the current one.
 
         Rollbacks undo activations in turn: after activating 1, 2, 3, a rollback makes 2
-        active again and the next one 1.
+        active again and the next one 1. The target needs an approval like any activation.
         """
+        actor.require(Permission.POLICY_APPROVE)
         with self._sessions.begin() as session:
             state = self._lock(session, name)
             self._row(session, name, None)
@@ -229,13 +302,16 @@ class PolicyStore:
                     f"policy {name!r}: nothing to roll back to ({current} is active and no "
                     "earlier activation is left to undo); activate a version with NAME@V"
                 )
+            self._require_approval(session, self._row(session, name, stack[-2]))
             entries = self._activate(session, state, "rollback", stack[-2], actor, comment)
             return Change(entries, state_of(state))
 
     def attach_shadow(
-        self, name: str, version: int, actor: str, comment: str | None = None
+        self, name: str, version: int, actor: Principal, comment: str | None = None
     ) -> Change:
-        """Evaluate ``version`` alongside the active one (recorded, never enforced)."""
+        """Evaluate ``version`` alongside the active one (recorded, never enforced); no
+        approval needed."""
+        actor.require(Permission.POLICY_SHADOW)
         with self._sessions.begin() as session:
             state = self._lock(session, name)
             self._row(session, name, version)
@@ -248,8 +324,9 @@ class PolicyStore:
             entry = self._record(session, state, "shadow_on", version, actor, comment)
             return Change((entry,), state_of(state))
 
-    def detach_shadow(self, name: str, actor: str, comment: str | None = None) -> Change:
+    def detach_shadow(self, name: str, actor: Principal, comment: str | None = None) -> Change:
         """Stop shadow evaluation (nothing changes when no shadow is attached)."""
+        actor.require(Permission.POLICY_SHADOW)
         with self._sessions.begin() as session:
             state = self._lock(session, name)
             self._row(session, name, None)
@@ -286,7 +363,7 @@ class PolicyStore:
         state: PolicyStateRecord,
         action: Literal["activate", "rollback"],
         version: int,
-        actor: str,
+        actor: Principal,
         comment: str | None,
     ) -> tuple[HistoryEntry, ...]:
         """Activate ``version``; a shadow of that same version is detached with it."""
@@ -319,7 +396,7 @@ class PolicyStore:
         state: PolicyStateRecord,
         action: ActionName,
         version: int | None,
-        actor: str,
+        actor: Principal,
         comment: str | None,
     ) -> HistoryEntry:
         """Apply one change to the locked state row, append it to history, audit it."""
@@ -337,7 +414,7 @@ class PolicyStore:
             action=action,
             version=version,
             previous_version=previous,
-            actor=actor,
+            actor=actor.name,
             comment=comment,
             at=now,
         )
@@ -346,6 +423,41 @@ class PolicyStore:
         session.flush()
         return entry_of(row)
 
+    def _require_approval(self, session: Session, row: PolicyVersionRecord) -> None:
+        if not self._four_eyes:
+            return
+        found = approvals_of(session, row.name, row.version).get((row.name, row.version), [])
+        if version_of(row, found).approved(four_eyes=True):
+            return
+        raise ApprovalRequiredError(
+            f"policy {row.name!r}: v{row.version} has no approval; ask a policy approver "
+            f"other than {row.author} to run `tollhouse policy approve {row.name}@{row.version}`"
+        )
+
+    def _approve(
+        self, session: Session, row: PolicyVersionRecord, actor: Principal, comment: str | None
+    ) -> Approval:
+        approval = PolicyApprovalRecord(
+            name=row.name,
+            version=row.version,
+            approver=actor.name,
+            comment=comment,
+            at=self._clock(),
+        )
+        session.add(approval)
+        session.flush()
+        self._audit(
+            session,
+            "approve",
+            row.name,
+            row.version,
+            None,
+            actor,
+            comment,
+            extra={"author": row.author, "four_eyes": self._four_eyes},
+        )
+        return approval_of(approval, new=True)
+
     def _audit(
         self,
         session: Session,
@@ -353,13 +465,13 @@ class PolicyStore:
         name: str,
         version: int | None,
         previous: int | None,
-        actor: str,
+        actor: Principal,
         comment: str | None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         entry = admin_entry(
             endpoint=f"policy.{action}",
-            channel=self._channel,
+            actor=actor,
             recorded_at=self._clock(),
             policy_name=name,
             policy_version=version if version is not None else previous,
@@ -367,9 +479,8 @@ class PolicyStore:
                 "action": action,
                 "version": version,
                 "previous_version": previous,
-                "actor": actor,
                 "comment": comment,
                 **(extra or {}),
             },
         )
-        session.add(AuditRecord(**entry.as_row()))
+        append_shared(session, entry)

@@ -10,7 +10,7 @@ from proxy.routes.common import state_of
 async def list_models(request: Request) -> Response:
     state = state_of(request)
     principal = await state.authenticator.authenticate(request.headers.get("authorization"))
-    rules, _ = state.policies.active().policy.rules_for(principal.app, principal.team)
+    rules, _ = state.policies.active().policy.rules_for(principal.traffic_app, principal.team)
     allowed = rules.models
     cards = [
         ModelCard(id=m.name) for m in state.settings.models if allowed is None or m.name in allowed

@@ -16,14 +16,18 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import make_url
 
 import migrations
+from governance.access import Principal, Role
 from governance.audit import AuditEntry, AuditWriter, RecordKind
+from governance.audit.chain import SHARED_CHAIN
 from governance.db import AuditRecord, make_engine, session_factory
 from governance.db.models import PolicyVersionRecord
-from governance.errors import NotFoundError
+from governance.errors import NotFoundError, PermissionDeniedError
 from governance.policy.document import PolicyDocumentError, canonical, digest, parse_policy
 from governance.policy.report import shadow_report
 from governance.policy.schema import Policy
 from governance.policy.store import (
+    ApprovalRequiredError,
+    FourEyesError,
     PolicyIntegrityError,
     PolicyState,
     PolicyStateError,
@@ -48,13 +52,34 @@ def unique_name() -> str:
     return f"p-{uuid.uuid4().hex[:10]}"
 
 
+def person(name: str, *roles: Role) -> Principal:
+    """A principal acting through a key (``k-<name>``)."""
+    return Principal(
+        key_id=f"k-{name}", prefix=f"th-{name}", app=None, team=None, name=name, roles=roles
+    )
+
+
+def author(name: str) -> Principal:
+    return person(name, Role.POLICY_AUTHOR)
+
+
+def approver(name: str) -> Principal:
+    return person(name, Role.POLICY_APPROVER)
+
+
+ALICE = author("alice")
+OPS = approver("ops")
+
+
 def policy(name: str, description: str = "first", **extra: Any) -> Policy:
     return Policy.model_validate({"name": name, "description": description, **extra})
 
 
 def publish(store: PolicyStore, name: str, count: int) -> None:
+    """``count`` versions by alice, each approved by ops."""
     for i in range(count):
-        store.publish(policy(name, f"version {i + 1}"), f"name: {name}\n", "alice", None)
+        version = store.publish(policy(name, f"version {i + 1}"), f"name: {name}\n", ALICE)
+        store.approve(name, version.version, OPS)
 
 
 def admin_records(engine: Engine, name: str) -> list[AuditRecord]:
@@ -105,20 +130,20 @@ def test_parse_errors_name_the_file_and_field() -> None:
 
 def test_publish_numbers_versions_and_is_idempotent(store: PolicyStore, engine: Engine) -> None:
     name = unique_name()
-    first = store.publish(policy(name), "source one", "alice", "initial")
+    first = store.publish(policy(name), "source one", ALICE, "initial")
     assert (first.version, first.new, first.ref) == (1, True, f"{name}@1")
     assert first.sha256 == digest(policy(name))
-    again = store.publish(policy(name), "source one, reformatted", "bob", None)
+    again = store.publish(policy(name), "source one, reformatted", author("bob"), None)
     assert (again.version, again.new, again.author, again.source) == (
         1,
         False,
         "alice",
         "source one",
     )
-    second = store.publish(policy(name, "second"), "source two", "bob", None)
+    second = store.publish(policy(name, "second"), "source two", author("bob"), None)
     assert (second.version, second.new) == (2, True)
     # Identical to an older version but not to the latest: a new version.
-    third = store.publish(policy(name), "source one", "carol", "back to the first")
+    third = store.publish(policy(name), "source one", author("carol"), "back to the first")
     assert (third.version, third.new, third.sha256) == (3, True, first.sha256)
 
     assert [v.version for v in store.versions(name)] == [1, 2, 3]
@@ -142,7 +167,9 @@ def test_concurrent_publishes_number_without_gaps(engine: Engine) -> None:
 
     def worker(i: int) -> None:
         try:
-            PolicyStore(session_factory(engine)).publish(policy(name, f"d{i}"), "s", f"w{i}")
+            PolicyStore(session_factory(engine)).publish(
+                policy(name, f"d{i}"), "s", author(f"w{i}")
+            )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -160,7 +187,7 @@ def test_concurrent_publishes_number_without_gaps(engine: Engine) -> None:
 def test_load_checks_the_digest(store: PolicyStore, engine: Engine) -> None:
     name = unique_name()
     original = policy(name, defaults={"models": ["m"], "pii": {"entities": {"PERSON": "block"}}})
-    store.publish(original, "src", "alice", None)
+    store.publish(original, "src", ALICE, None)
     assert store.load(name, 1) == original
     tampered = original.model_dump(mode="json")
     tampered["defaults"]["pii"]["entities"]["PERSON"]["external"] = "allow"
@@ -183,34 +210,34 @@ def test_activate_rollback_shadow_and_history(store: PolicyStore) -> None:
     name = unique_name()
     publish(store, name, 3)
     with pytest.raises(PolicyStateError, match="nothing to roll back to"):
-        store.rollback(name, "ops")
+        store.rollback(name, OPS)
     with pytest.raises(NotFoundError, match="no version 4"):
-        store.activate(name, 4, "ops")
+        store.activate(name, 4, OPS)
     with pytest.raises(NotFoundError, match="no policy named"):
-        store.activate(unique_name(), 1, "ops")
+        store.activate(unique_name(), 1, OPS)
 
-    assert store.activate(name, 1, "ops", "go live").state == PolicyState(1, None, 1)
-    assert not store.activate(name, 1, "ops").changed  # already active: nothing written
-    store.activate(name, 2, "ops")
-    assert store.attach_shadow(name, 3, "ops").state == PolicyState(2, 3, 3)
-    assert not store.attach_shadow(name, 3, "ops").changed
+    assert store.activate(name, 1, OPS, "go live").state == PolicyState(1, None, 1)
+    assert not store.activate(name, 1, OPS).changed  # already active: nothing written
+    store.activate(name, 2, OPS)
+    assert store.attach_shadow(name, 3, OPS).state == PolicyState(2, 3, 3)
+    assert not store.attach_shadow(name, 3, OPS).changed
     with pytest.raises(PolicyStateError, match="v2 is the active version"):
-        store.attach_shadow(name, 2, "ops")
+        store.attach_shadow(name, 2, OPS)
 
     # Activating the shadowed version detaches the shadow in the same transaction.
-    change = store.activate(name, 3, "ops", "promote")
+    change = store.activate(name, 3, OPS, "promote")
     assert [e.action for e in change.entries] == ["activate", "shadow_off"]
     assert change.state == PolicyState(3, None, 5) == store.state(name)
 
     # Rollbacks undo activations one by one.
-    back = store.rollback(name, "ops", "bad release")
+    back = store.rollback(name, OPS, "bad release")
     assert (back.entries[0].version, back.entries[0].previous_version) == (2, 3)
-    assert store.rollback(name, "ops").state.active == 1
+    assert store.rollback(name, OPS).state.active == 1
     with pytest.raises(PolicyStateError, match="v1 is active"):
-        store.rollback(name, "ops")
-    store.attach_shadow(name, 2, "ops")
-    assert store.detach_shadow(name, "ops").state == PolicyState(1, None, 9)
-    assert not store.detach_shadow(name, "ops").changed
+        store.rollback(name, OPS)
+    store.attach_shadow(name, 2, OPS)
+    assert store.detach_shadow(name, OPS).state == PolicyState(1, None, 9)
+    assert not store.detach_shadow(name, OPS).changed
 
     history = [(e.action, e.version, e.previous_version, e.comment) for e in store.history(name)]
     assert history == [
@@ -230,12 +257,12 @@ def test_activate_rollback_shadow_and_history(store: PolicyStore) -> None:
 def test_every_change_is_audited(store: PolicyStore, engine: Engine) -> None:
     name = unique_name()
     publish(store, name, 2)
-    store.activate(name, 1, "alice", "go live")
-    store.activate(name, 2, "bob", None)
-    store.rollback(name, "carol", "revert")
-    store.attach_shadow(name, 2, "dave")
-    store.detach_shadow(name, "erin")
-    records = admin_records(engine, name)[2:]  # after the two publications
+    store.activate(name, 1, approver("alice2"), "go live")
+    store.activate(name, 2, approver("bob2"), None)
+    store.rollback(name, approver("carol"), "revert")
+    store.attach_shadow(name, 2, author("dave"))
+    store.detach_shadow(name, approver("erin"))
+    records = admin_records(engine, name)[4:]  # after two publications and approvals
     assert [r.endpoint for r in records] == [
         "policy.activate",
         "policy.activate",
@@ -243,9 +270,10 @@ def test_every_change_is_audited(store: PolicyStore, engine: Engine) -> None:
         "policy.shadow_on",
         "policy.shadow_off",
     ]
-    assert {(r.kind, r.status, r.app, r.key_id, r.content_retention) for r in records} == {
-        ("admin", "ok", "tollhouse-admin", "cli", "none")
+    assert {(r.kind, r.status, r.app, r.content_retention, r.chain_id) for r in records} == {
+        ("admin", "ok", "tollhouse-admin", "none", SHARED_CHAIN)
     }
+    assert [r.key_id for r in records] == ["k-alice2", "k-bob2", "k-carol", "k-dave", "k-erin"]
     assert [r.policy_version for r in records] == [1, 2, 1, 2, 2]
     assert records[2].decision == {
         "action": "rollback",
@@ -271,10 +299,10 @@ def test_concurrent_activations_keep_state_and_history_consistent(engine: Engine
         try:
             barrier.wait()
             for j in range(6):
-                store.activate(name, (i + j) % 4 + 1, f"w{i}")
+                store.activate(name, (i + j) % 4 + 1, approver(f"w{i}"))
                 if j % 3 == 2:
                     try:
-                        store.attach_shadow(name, (i + j + 1) % 4 + 1, f"w{i}")
+                        store.attach_shadow(name, (i + j + 1) % 4 + 1, approver(f"w{i}"))
                     except PolicyStateError:
                         pass  # another worker has just activated that version
         except BaseException as exc:  # pragma: no cover - reported below
@@ -301,7 +329,90 @@ def test_concurrent_activations_keep_state_and_history_consistent(engine: Engine
             assert entry.action == "shadow_off" or entry.version != active
             shadow = entry.version
     assert (state.active, state.shadow) == (active, shadow)
-    assert len(admin_records(engine, name)) == 4 + len(history)
+    assert len(admin_records(engine, name)) == 4 + 4 + len(history)  # publish, approve
+
+
+# -- four eyes ---------------------------------------------------------------------------
+
+
+def test_four_eyes_needs_an_approver_other_than_the_author(
+    store: PolicyStore, engine: Engine
+) -> None:
+    name = unique_name()
+    v1 = store.publish(policy(name), "src", ALICE, "first")
+    assert (v1.approvals, v1.approved()) == ((), False)
+    both = person("alice", Role.POLICY_AUTHOR, Role.POLICY_APPROVER)
+    with pytest.raises(FourEyesError, match=f"{name}@1 was authored by alice") as caught:
+        store.approve(name, 1, both)
+    assert caught.value.code == "four_eyes"
+    with pytest.raises(ApprovalRequiredError) as refused:
+        store.activate(name, 1, OPS)
+    assert refused.value.message == (
+        f"policy {name!r}: v1 has no approval; ask a policy approver other than alice to run "
+        f"`tollhouse policy approve {name}@1`"
+    )
+    # Shadow mode is how a version is tried before approval: the author may shadow it.
+    with pytest.raises(PermissionDeniedError, match="policy:approve"):
+        store.activate(name, 1, ALICE)
+    with pytest.raises(PermissionDeniedError, match="policy:publish"):
+        store.publish(policy(name, "by an approver"), "src", OPS)
+    with pytest.raises(PermissionDeniedError, match="policy:approve"):
+        store.approve(name, 1, ALICE)
+
+    first = store.approve(name, 1, OPS, "looks right")
+    assert (first.approver, first.comment, first.new) == ("ops", "looks right", True)
+    again = store.approve(name, 1, OPS, "twice")
+    assert (again.new, again.at, again.comment) == (False, first.at, "looks right")
+    approved = store.get(name, 1)
+    assert approved.approved_by == ("ops",) and approved.approved()
+    assert store.activate(name, 1, both).state.active == 1  # any approver, once approved
+
+    records = admin_records(engine, name)
+    assert [r.endpoint for r in records] == ["policy.publish", "policy.approve", "policy.activate"]
+    assert records[1].decision is not None and records[1].key_id == "k-ops"
+    assert (records[1].decision["actor"], records[1].decision["author"]) == ("ops", "alice")
+    assert records[1].decision["comment"] == "looks right"
+
+
+def test_shadow_needs_no_approval(store: PolicyStore) -> None:
+    name = unique_name()
+    store.publish(policy(name), "src", ALICE)
+    assert store.attach_shadow(name, 1, ALICE).state.shadow == 1
+    assert store.detach_shadow(name, ALICE).state.shadow is None
+    with pytest.raises(PermissionDeniedError, match="policy:shadow"):
+        store.attach_shadow(name, 1, person("sre", Role.SRE))
+
+
+def test_four_eyes_off_approves_on_publication(engine: Engine) -> None:
+    sessions = session_factory(engine)
+    relaxed = PolicyStore(sessions, four_eyes=False)
+    strict = PolicyStore(sessions)
+    name = unique_name()
+    v1 = relaxed.publish(policy(name), "src", ALICE)
+    assert v1.approved_by == ("alice",) and v1.approved(four_eyes=False)
+    assert v1.approvals[0].comment == "four eyes off: approved on publication"
+    assert not v1.approved(four_eyes=True)  # the author's own approval
+    assert relaxed.activate(name, 1, OPS).state.active == 1
+    both = person("alice", Role.POLICY_AUTHOR, Role.POLICY_APPROVER)
+    assert not relaxed.approve(name, 1, both).new  # already approved by alice
+    assert [v.approved_by for v in relaxed.versions(name)] == [("alice",)]
+    assert [r.endpoint for r in admin_records(engine, name)] == [
+        "policy.publish",
+        "policy.approve",
+        "policy.activate",
+    ]
+
+    # Switched back on, the author's own approval no longer counts: not for
+    # activation, not for a rollback to it.
+    strict.publish(policy(name, "second"), "src", ALICE)
+    strict.approve(name, 2, OPS)
+    strict.activate(name, 2, OPS)
+    with pytest.raises(ApprovalRequiredError, match="v1 has no approval"):
+        strict.rollback(name, OPS)
+    with pytest.raises(ApprovalRequiredError, match="v1 has no approval"):
+        strict.activate(name, 1, OPS)
+    strict.approve(name, 1, approver("erin"))
+    assert strict.rollback(name, OPS).state.active == 1
 
 
 # -- shadow report ----------------------------------------------------------------------
@@ -425,15 +536,17 @@ def test_policy_migration_downgrades_and_upgrades_again(
         server = request.getfixturevalue("postgres_server")
         url = create_database(server)
     try:
-        migrations.upgrade(url)
+        # 0003 (hash-chained audit records) cannot be undone; 0002 can, before it.
+        migrations.upgrade(url, "0002")
         command_config = migrations.alembic_config(url)
         command.downgrade(command_config, "0001")
         command.upgrade(command_config, "head")
         engine = make_engine(url)
         try:
             store = PolicyStore(session_factory(engine))
-            store.publish(policy("again"), "name: again\n", "alice", None)
-            assert store.activate("again", 1, "alice").state == PolicyState(1, None, 1)
+            store.publish(policy("again"), "name: again\n", ALICE, None)
+            store.approve("again", 1, OPS)
+            assert store.activate("again", 1, OPS).state == PolicyState(1, None, 1)
         finally:
             engine.dispose()
     finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -12,6 +14,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from governance.access import Principal
+from governance.audit.reader import AuditReader
+from governance.audit.vault import MasterKey
 from governance.config import Settings
 from governance.config.loader import settings_from_mapping
 from governance.db import AuditRecord, make_engine, session_factory
@@ -19,10 +24,13 @@ from governance.keys import KeyService
 from governance.pii import TextAnalyzer
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
+from tests.support.audit_keys import write_audit_keys
 from tests.support.pg import wait_until
 from tests.support.policies import activate
 from tests.upstream.faulty import FaultyUpstream
 from tollhouse.demo.model_server import free_port
+
+OPERATOR = Principal.operator("tests")  # creates the suite's principals and keys
 
 PRICES = [
     {"model": "chat-default", "input": "0.25", "output": "1.25", "effective_from": "2025-01-01"},
@@ -125,6 +133,20 @@ class Harness:
             query = select(AuditRecord).where(AuditRecord.request_id == request_id)
             return list(session.scalars(query.order_by(AuditRecord.id)))
 
+    def all_records(self) -> list[AuditRecord]:
+        with self.sessions() as session:
+            return list(session.scalars(select(AuditRecord)))
+
+    def reader(self) -> AuditReader:
+        path = self.settings.audit.master_key_file
+        master = MasterKey.from_file(path) if path else None
+        return AuditReader(self.engine, self.sessions, master)
+
+    def content(self, request_id: str) -> list[dict[str, Any]]:
+        """What the trail stored of each record of the request (decrypted), in order."""
+        shown = self.reader().show(Principal.operator("suite-auditor"), request_id)
+        return [record["content"] for record in shown]
+
     def completed(self, request_id: str, wait_s: float = 0.0) -> AuditRecord:
         """The request's completed record (polling up to ``wait_s`` for disconnects)."""
         if wait_s:
@@ -158,6 +180,10 @@ def running_proxy(
     """
     alpha, beta = servers
     raw = {**suite_config(alpha.url, beta.url, database_url), **overrides}
+    # Audit keys unless the caller's ``audit`` overrides name them (None: no key).
+    keys_dir = Path(tempfile.mkdtemp(prefix="tollhouse-audit-keys-"))
+    audit = {**write_audit_keys(keys_dir), **raw["audit"]}
+    raw["audit"] = {name: value for name, value in audit.items() if value is not None}
     document = policy or SUITE_POLICY
     raw["policy"] = {**raw["policy"], "name": document["name"]}
     settings = settings_from_mapping(raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret"})
@@ -165,8 +191,8 @@ def running_proxy(
     sessions = session_factory(engine)
     activate(sessions, document)
     keys = KeyService(sessions)
-    suite_key = keys.create("suite", "qa").secret
-    quiet_key = keys.create("quiet", "ops").secret
+    suite_key = keys.create_for_app("suite", "qa", actor=OPERATOR).secret
+    quiet_key = keys.create_for_app("quiet", "ops", actor=OPERATOR).secret
     app = create_app(settings, analyzer=analyzer)
     server = BackgroundServer(app, "127.0.0.1", free_port()).start()
     try:

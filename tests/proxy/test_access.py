@@ -1,13 +1,21 @@
-"""Keys, permissions and the error shapes the official client relies on."""
+"""Keys, roles, permissions and the error shapes the official client relies on."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import time
+import uuid
 
 import openai
 import pytest
 
-from tests.proxy.conftest import Harness
+from governance.access import Role
+from governance.access.principals import PrincipalService
+from governance.errors import AuthenticationError
+from governance.keys import KeyService
+from proxy.auth import Authenticator
+from tests.proxy.conftest import OPERATOR, Harness
 
 ASK = [{"role": "user", "content": "hello"}]
 
@@ -26,13 +34,74 @@ def test_missing_and_wrong_keys_are_401(proxy: Harness) -> None:
 
 
 def test_revoked_key_stops_working(proxy: Harness) -> None:
-    created = proxy.keys.create("suite", "qa", "to be revoked")
+    created = proxy.keys.create_for_app("suite", "qa", "to be revoked", actor=OPERATOR)
     client = proxy.client(key=created.secret)
     client.chat.completions.create(model="chat-default", messages=ASK)
-    proxy.keys.revoke(created.principal.prefix)
+    proxy.keys.revoke(created.principal.prefix, actor=OPERATOR)
     time.sleep(proxy.settings.auth_cache_ttl_s + 0.1)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="chat-default", messages=ASK)
+
+
+def test_a_key_without_the_app_role_gets_403(proxy: Harness) -> None:
+    """An auditor's key is a valid key, but not for the proxy routes: 403, no record."""
+    name = f"auditor-{uuid.uuid4().hex[:8]}"
+    PrincipalService(proxy.sessions).create(name, [Role.AUDITOR], actor=OPERATOR)
+    key = proxy.keys.create(name, actor=OPERATOR).secret
+    client = proxy.client(key=key)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client.chat.completions.create(model="chat-default", messages=ASK)
+    assert caught.value.code == "role_not_permitted"
+    assert caught.value.body["type"] == "permission_error"  # type: ignore[index]
+    assert name in caught.value.message and "app" in caught.value.message
+    assert caught.value.response.headers.get("x-request-id") is None  # nothing admitted
+    with pytest.raises(openai.PermissionDeniedError):
+        client.models.list()
+    assert proxy.alpha.received == []
+
+
+def test_disabled_principal_and_rotated_key(proxy: Harness) -> None:
+    app = f"rotating-{uuid.uuid4().hex[:8]}"
+    old = proxy.keys.create_for_app(app, "qa", actor=OPERATOR)
+    proxy.client(key=old.secret).chat.completions.create(model="chat-default", messages=ASK)
+    new = proxy.keys.rotate(old.principal.prefix, dt.timedelta(0), actor=OPERATOR)
+    assert new.principal.principal_id == old.principal.principal_id
+    time.sleep(proxy.settings.auth_cache_ttl_s + 0.1)
+    with pytest.raises(openai.AuthenticationError):  # no overlap: the old key is done
+        proxy.client(key=old.secret).chat.completions.create(model="chat-default", messages=ASK)
+    answer = proxy.client(key=new.secret).chat.completions.with_raw_response.create(
+        model="chat-default", messages=ASK
+    )
+    records = proxy.records(answer.headers["x-request-id"])
+    assert {(r.app, r.team, r.key_id) for r in records} == {(app, "qa", new.principal.key_id)}
+
+    PrincipalService(proxy.sessions).disable(app, actor=OPERATOR)
+    time.sleep(proxy.settings.auth_cache_ttl_s + 0.1)
+    with pytest.raises(openai.AuthenticationError):
+        proxy.client(key=new.secret).chat.completions.create(model="chat-default", messages=ASK)
+
+
+def test_the_key_cache_never_outlives_a_key(proxy: Harness) -> None:
+    """With a long cache TTL, an expiring key is still refused the moment it expires."""
+    start = dt.datetime.now(dt.UTC)
+    ticks = {"s": 0.0}
+
+    def wall() -> dt.datetime:
+        return start + dt.timedelta(seconds=ticks["s"])
+
+    keys = KeyService(proxy.sessions, clock=wall)
+    created = keys.create_for_app(
+        "suite", "qa", expires_at=start + dt.timedelta(seconds=10), actor=OPERATOR
+    )
+    authenticator = Authenticator(keys, ttl_s=60, clock=lambda: ticks["s"], wall_clock=wall)
+    header = f"Bearer {created.secret}"
+    principal = asyncio.run(authenticator.authenticate(header))
+    assert principal == created.principal and principal.app == "suite"
+    ticks["s"] = 9.0  # cached, still valid
+    assert asyncio.run(authenticator.authenticate(header)) == created.principal
+    ticks["s"] = 10.0  # expired: the cached entry ended with the key
+    with pytest.raises(AuthenticationError):
+        asyncio.run(authenticator.authenticate(header))
 
 
 def test_unknown_model_is_404(proxy: Harness) -> None:

@@ -6,15 +6,19 @@ import datetime as dt
 import json
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import openai
+import pytest
 from sqlalchemy import select
 
-from governance.audit.export import iter_records, to_json_line
+from governance.access import Principal
+from governance.audit.reader import RecordFilter
 from governance.db import AuditRecord
+from governance.pii import TextAnalyzer
 from governance.spend import PriceTable
-from tests.proxy.conftest import Harness
-from tests.upstream.faulty import Fault
+from tests.proxy.conftest import Harness, running_proxy
+from tests.upstream.faulty import Fault, FaultyUpstream
 from tollhouse.demo.model_server import count_tokens
 
 ASK = [{"role": "user", "content": "Please count the words in this sentence for me."}]
@@ -70,7 +74,10 @@ def test_admitted_record_precedes_and_describes_the_request(proxy: Harness) -> N
     for record in (admitted, completed):
         assert (record.app, record.team, record.end_user) == ("suite", "qa", "end-user-7")
         assert record.endpoint == "chat.completions" and record.requested_model == "chat-default"
-    assert admitted.request_content["messages"] == ASK  # app "suite" keeps full content
+    request_content = proxy.content(admitted.request_id)[0]
+    assert request_content["status"] == "present"
+    assert request_content["request"]["messages"] == ASK  # app "suite" keeps full content
+    assert admitted.content_retention == "full" and admitted.content_key_id is not None
     assert completed.response_model == "demo-llama"
     assert completed.system_fingerprint == "fp_alpha"
     assert completed.response_id.startswith("chatcmpl-")
@@ -89,7 +96,8 @@ def test_content_is_not_kept_for_apps_that_say_none(proxy: Harness) -> None:
     )
     admitted, completed = proxy.records(raw.headers["x-request-id"])
     assert admitted.content_retention == "none"
-    assert admitted.request_content is None and completed.response_content is None
+    assert [c["status"] for c in proxy.content(admitted.request_id)] == ["none", "none"]
+    assert admitted.content_digest is None and completed.content_digest is None
     # Usage is kept even when content is not: the upstream's own count, not an estimate.
     assert completed.input_tokens == count_tokens(ASK[0]["content"])
     assert completed.usage_estimated is False
@@ -102,7 +110,7 @@ def test_streamed_content_and_usage_are_recorded(proxy: Harness) -> None:
         request_id = streamed.headers["x-request-id"]
         text = "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
     record = proxy.completed(request_id)
-    assert record.response_content[0]["content"] == text
+    assert proxy.content(request_id)[1]["response"][0]["content"] == text
     assert record.usage_estimated is False and record.output_tokens > 0
     assert record.ttft_ms is not None and record.ttft_ms <= record.latency_ms
 
@@ -132,12 +140,15 @@ def test_missing_usage_is_estimated_and_marked(proxy: Harness) -> None:
         )
 
 
-def test_exported_costs_equal_usage_times_price(proxy: Harness) -> None:
+def test_exported_costs_equal_usage_times_price(proxy: Harness, tmp_path: Path) -> None:
     run_mixed_traffic(proxy)
     table = PriceTable(proxy.settings.pricing)
     checked = 0
-    for record in iter_records(proxy.sessions):
-        line = json.loads(to_json_line(record))
+    out = tmp_path / "export.jsonl"
+    proxy.reader().export(Principal.operator("test"), RecordFilter(), out)
+    by_id = {r.id: r for r in proxy.all_records()}
+    for line in map(json.loads, out.read_text().splitlines()):
+        record = by_id[line["id"]]
         if record.app not in ("suite", "quiet"):
             continue  # written by unit tests sharing this database, not by the proxy
         if record.kind != "completed" or record.status != "ok":
@@ -200,3 +211,23 @@ def test_every_record_names_the_policy_version(proxy: Harness) -> None:
     refused = proxy.records(ids[2])[0]
     assert refused.decision is not None and refused.decision["rules"] == ["models"]
     assert refused.decision["overrides"] == ["quiet-narrow"]
+
+
+def test_full_content_without_a_master_key_is_refused(
+    database_url: str,
+    upstreams: tuple[FaultyUpstream, FaultyUpstream],
+    analyzer: TextAnalyzer,
+) -> None:
+    """Fail closed: the policy asks to keep full content, which must be encrypted."""
+    with running_proxy(database_url, upstreams, analyzer, audit={"master_key_file": None}) as bare:
+        bare.alpha.reset()
+        with pytest.raises(openai.InternalServerError) as caught:
+            bare.client().chat.completions.create(model="chat-default", messages=ASK)
+        assert caught.value.status_code == 503
+        assert caught.value.code == "content_encryption_unavailable"
+        assert bare.alpha.received == []
+        request_id = caught.value.response.headers["x-request-id"]
+        admitted, completed = bare.records(request_id)
+        assert admitted.content_digest is None and completed.status == "audit_unavailable"
+        # an app whose policy keeps no content is unaffected
+        bare.client(key=bare.quiet_key).chat.completions.create(model="chat-default", messages=ASK)

@@ -7,19 +7,27 @@ import os
 import subprocess
 import sys
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
+from governance.db import AuditRecord, make_engine, session_factory
 from tollhouse.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def tollhouse(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def tollhouse(
+    *args: str, cwd: Path, timeout: float = 120, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("TOLLHOUSE_CONFIG", None)
+    env.pop("TOLLHOUSE_KEY", None)
+    if key is not None:
+        env["TOLLHOUSE_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "tollhouse", *args],
         cwd=cwd,
@@ -49,23 +57,57 @@ def config(tmp_path: Path, database_url: str) -> Path:
 
 
 def test_keys_lifecycle(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["db", "upgrade", "--config", str(config)]) == 0
-    assert (
-        main(["keys", "create", "--app", "search", "--team", "web", "--config", str(config)]) == 0
-    )
+    cfg = ["--config", str(config)]
+    assert main(["db", "upgrade", *cfg]) == 0
+    app = f"search-{uuid.uuid4().hex[:6]}"
+    assert main(["keys", "create", "--app", app, "--team", "web", *cfg]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     secret = out[-1]
     assert secret.startswith("th-") and " " not in secret  # alone on the last line
-    assert main(["keys", "list", "--config", str(config)]) == 0
+    assert f"for principal {app} (app {app}, team web)" in out[-3]
+    assert main(["keys", "list", *cfg]) == 0
     listing = capsys.readouterr().out
     prefix = "-".join(secret.split("-")[:2])
-    assert prefix in listing and "search" in listing and secret not in listing
-    assert main(["keys", "revoke", prefix, "--config", str(config)]) == 0
-    assert f"({prefix})" in capsys.readouterr().out
-    assert main(["keys", "list", "--config", str(config)]) == 0
+    assert prefix in listing and app in listing and secret not in listing
+    assert main(["keys", "revoke", prefix, *cfg]) == 0
+    assert f"({prefix}) of principal {app}" in capsys.readouterr().out
+    assert main(["keys", "list", *cfg]) == 0
     assert prefix not in capsys.readouterr().out
-    assert main(["keys", "revoke", "th-unknown", "--config", str(config)]) == 2
+    assert main(["keys", "list", "--all", "--principal", app, *cfg]) == 0
+    assert "revoked" in capsys.readouterr().out.splitlines()[-1]
+    assert main(["keys", "revoke", "th-unknown", *cfg]) == 2
     assert "no key" in capsys.readouterr().err
+
+
+def test_keys_expire_and_rotate(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = ["--config", str(config)]
+    assert main(["db", "upgrade", *cfg]) == 0
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    assert main(["principals", "create", name, "--role", "sre", *cfg]) == 0
+    assert main(["keys", "create", "--principal", name, "--expires-in", "90d", *cfg]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    old = out[-1]
+    old_prefix = "-".join(old.split("-")[:2])
+    assert ", expires " in out[-3] and f"principal {name}" in out[-3]
+
+    assert main(["keys", "rotate", old_prefix, "--overlap", "24h", *cfg]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    new = out[-1]
+    new_prefix = "-".join(new.split("-")[:2])
+    assert new.startswith("th-") and new != old and old not in "\n".join(out)
+    assert out[0].startswith("key ") and f"({old_prefix}) keeps working until " in out[0]
+    assert main(["keys", "list", "--principal", name, *cfg]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 2 and old_prefix in rows[0] and "replaced by" in rows[0]
+    assert new_prefix in rows[1] and "expires" in rows[1]
+    code = main(["keys", "rotate", old_prefix, "--overlap", "1h", *cfg])
+    assert code == 2 and "already rotated" in capsys.readouterr().err
+
+    code = main(["keys", "create", "--principal", name, "--team", "x", *cfg])
+    assert code == 2 and "--team goes with --app" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["keys", "rotate", new_prefix, "--overlap", "a while", *cfg])
+    assert "not a duration" in capsys.readouterr().err
 
 
 def test_bad_config_exits_with_the_reason(tmp_path: Path) -> None:
@@ -96,20 +138,73 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
     assert "PERSON:pseudonymize" in decisions
     assert decisions.count("route   chat-internal  internal") == 2
     assert "curl -s http://127.0.0.1:" in out
-    config = tmp_path / ".tollhouse" / "demo.yaml"
-    exported = tollhouse(
-        "audit", "export", "--format", "jsonl", "--config", str(config), cwd=tmp_path
-    )
-    records = [json.loads(line) for line in exported.stdout.splitlines()]
-    kinds = [r["kind"] for r in records]
-    # 12 requests, plus publishing and activating the policy (admin records).
+    # One person runs the demo: publishing approves (four eyes is off), and it says so.
+    assert "approved by local:" in out and "access.four_eyes: false" in out
+    engine = make_engine(f"sqlite:///{tmp_path / '.tollhouse' / 'demo.db'}")
+    with session_factory(engine)() as session:
+        stored = list(session.execute(select(AuditRecord.kind, AuditRecord.endpoint)))
+    engine.dispose()
+    kinds = [kind for kind, _ in stored]
     assert kinds.count("admitted") == kinds.count("completed") == 12
-    assert kinds.count("admin") == 2 and len(records) == 26
-    assert "exported 26 records" in exported.stderr
-    since = tollhouse(
-        "audit", "export", "--since", "2999-01-01", "--config", str(config), cwd=tmp_path
+    admin = [endpoint for kind, endpoint in stored if kind == "admin"]
+    assert sorted(admin) == [
+        "keys.create",
+        "policy.activate",
+        "policy.approve",
+        "policy.publish",
+        "principals.create",
+    ]
+    config = tmp_path / ".tollhouse" / "demo.yaml"
+    verified = tollhouse("audit", "verify", "--config", str(config), cwd=tmp_path)
+    assert verified.returncode == 0 and "OK: every chain" in verified.stdout, verified.stderr
+    # Exporting needs an auditor's key: the local operator creates one.
+    created = tollhouse(
+        "principals",
+        "create",
+        "demo-auditor",
+        "--role",
+        "auditor",
+        "--config",
+        str(config),
+        cwd=tmp_path,
     )
-    assert since.stdout == ""
+    assert created.returncode == 0, created.stderr
+    key = (
+        tollhouse(
+            "keys", "create", "--principal", "demo-auditor", "--config", str(config), cwd=tmp_path
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    out = tmp_path / "trail.jsonl"
+    refused = tollhouse("audit", "export", "-o", str(out), "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 2 and "TOLLHOUSE_KEY" in refused.stderr
+    exported = tollhouse(
+        "audit", "export", "-o", str(out), "--config", str(config), cwd=tmp_path, key=key
+    )
+    assert exported.returncode == 0, exported.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    # 12 requests, plus seven admin records: publishing, approving (on publication) and
+    # activating the policy, creating the demo app's principal and its key, then the
+    # auditor's principal and key.
+    assert kinds.count("admitted") == kinds.count("completed") == 12
+    assert kinds.count("admin") == 7 and len(records) == 31
+    manifest = json.loads((tmp_path / "trail.jsonl.manifest.json").read_text())
+    assert manifest["count"] == 31 and "exported 31 records" in exported.stdout
+    since = tollhouse(
+        "audit",
+        "export",
+        "--from",
+        "2999-01-01",
+        "-o",
+        str(tmp_path / "none.jsonl"),
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        key=key,
+    )
+    assert since.returncode == 0 and (tmp_path / "none.jsonl").read_text() == ""
     tail = tollhouse("audit", "tail", "-n", "3", "--config", str(config), cwd=tmp_path)
     assert tail.returncode == 0 and tail.stdout.count("chat-default") == 3
     assert "rejected" in tail.stdout.splitlines()[-1]  # the refused card number, last

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
-from governance.audit import AuditEntry, RecordKind
+from governance.audit import AuditEntry, AuditWriter, RecordKind
 from governance.db import AuditRecord, make_engine, session_factory
 from governance.policy.schema import Policy
 from tollhouse.cli import main
+from tollhouse.commands.context import KEY_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
+OPERATOR = f"local:{getpass.getuser()}"  # who acts without $TOLLHOUSE_KEY
 
 
 @pytest.fixture
@@ -57,6 +61,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def key_for(capsys: pytest.CaptureFixture[str], config: Path, name: str, *roles: str) -> str:
+    """Create a principal with ``roles`` and a key for it (as the local operator)."""
+    flags = [part for role in roles for part in ("--role", role)]
+    cfg = ["--config", str(config)]
+    assert main(["principals", "create", name, *flags, *cfg]) == 0
+    assert main(["keys", "create", "--principal", name, *cfg]) == 0
+    return capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_validate(
@@ -111,10 +124,11 @@ def test_publish_list_show_diff(
     first = write(tmp_path, name, V1)
     code, out, _ = run(capsys, "policy", "publish", str(first), "-m", "initial", *cfg)
     assert code == 0 and out.startswith(f"published {name}@1 (sha256 ")
-    code, out, _ = run(capsys, "policy", "publish", str(first), "--author", "bob", *cfg)
+    assert f"by {OPERATOR}" in out and f"tollhouse policy approve {name}@1" in out
+    code, out, _ = run(capsys, "policy", "publish", str(first), *cfg)
     assert code == 0 and f"the same policy as {name}@1; nothing published" in out
     second = write(tmp_path, name, V2, "second.yaml")
-    code, out, _ = run(capsys, "policy", "publish", str(second), "--author", "bob", *cfg)
+    code, out, _ = run(capsys, "policy", "publish", str(second), *cfg)
     assert code == 0 and f"published {name}@2" in out
     unknown = write(tmp_path, name, "defaults:\n  models: [zzz]\n", "unknown.yaml")
     code, _, err = run(capsys, "policy", "publish", str(unknown), *cfg)
@@ -128,11 +142,14 @@ def test_publish_list_show_diff(
         "status",
         "sha256",
         "author",
+        "approved",
+        "by",
         "created",
         "(UTC)",
         "comment",
     ]
-    assert len(lines) == 4 and "initial" in lines[2] and "bob" in lines[3]
+    assert len(lines) == 4 and "initial" in lines[2] and OPERATOR in lines[3]
+    assert f"no (needs an approver other than {OPERATOR})" in lines[3]
     code, out, _ = run(capsys, "policy", "list", *cfg)
     assert code == 0 and name in out
 
@@ -141,6 +158,7 @@ def test_publish_list_show_diff(
     assert out.endswith(second.read_text())  # the source exactly as published
     code, out, _ = run(capsys, "policy", "show", f"{name}@1", *cfg)
     assert code == 0 and "# comment initial" in out and first.read_text() in out
+    assert f"# approved no (needs an approver other than {OPERATOR})" in out
     code, _, err = run(capsys, "policy", "show", f"{name}@7", *cfg)
     assert code == 2 and "no version 7 (latest is 2)" in err
 
@@ -155,12 +173,20 @@ def test_publish_list_show_diff(
 
 
 def test_activate_rollback_shadow_history(
-    tmp_path: Path, config: Path, name: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    config: Path,
+    name: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = ["--config", str(config)]
     assert main(["policy", "publish", str(write(tmp_path, name, V1)), *cfg]) == 0
     assert main(["policy", "publish", str(write(tmp_path, name, V2, "b.yaml")), *cfg]) == 0
-    capsys.readouterr()
+    ann = f"ann-{name}"
+    monkeypatch.setenv(KEY_VARIABLE, key_for(capsys, config, ann, "policy_approver"))
+    for version in (1, 2):
+        code, out, _ = run(capsys, "policy", "approve", f"{name}@{version}", *cfg)
+        assert code == 0 and out == f"approved {name}@{version} by {ann}\n"
 
     code, out, _ = run(capsys, "policy", "activate", f"{name}@1", "-m", "go", *cfg)
     assert code == 0 and f"policy {name}: v1 is now active (was -)" in out
@@ -184,7 +210,7 @@ def test_activate_rollback_shadow_history(
     code, _, err = run(capsys, "policy", "shadow", f"{name}@1", *cfg)
     assert code == 2 and "v1 is the active version" in err
 
-    code, out, _ = run(capsys, "policy", "activate", f"{name}@2", "--actor", "ann", *cfg)
+    code, out, _ = run(capsys, "policy", "activate", f"{name}@2", *cfg)
     assert code == 0 and "v2 is now active (was v1)" in out
     code, out, _ = run(capsys, "policy", "rollback", name, "-m", "oops", *cfg)
     assert code == 0 and "rolled back: v1 is active again (was v2)" in out
@@ -200,10 +226,105 @@ def test_activate_rollback_shadow_history(
         ["activate", "v2", "v1"],
         ["rollback", "v1", "v2"],
     ]
-    assert "ann" in out and "oops" in out
+    assert ann in out and "oops" in out
     assert out.splitlines()[-1] == "now: active v1, shadow -, generation 5"
     code, _, err = run(capsys, "policy", "history", "never-published", *cfg)
     assert code == 2 and "no policy named 'never-published'" in err
+
+
+def test_four_eyes_with_keys(
+    tmp_path: Path,
+    config: Path,
+    database_url: str,
+    name: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A policy author publishes; only another principal, an approver, can approve and
+    activate. Each acts with its own key in $TOLLHOUSE_KEY."""
+    cfg = ["--config", str(config)]
+    author, approver = f"author-{name}", f"approver-{name}"
+    author_key = key_for(capsys, config, author, "policy_author")
+    approver_key = key_for(capsys, config, approver, "policy_approver")
+    policy_file = str(write(tmp_path, name, V1))
+
+    monkeypatch.setenv(KEY_VARIABLE, author_key)
+    code, out, _ = run(capsys, "policy", "publish", policy_file, "-m", "first", *cfg)
+    assert code == 0 and f"published {name}@1" in out and f"by {author}" in out
+    code, _, err = run(capsys, "policy", "approve", f"{name}@1", *cfg)
+    assert code == 2 and f"{author} (roles: policy_author) may not policy:approve" in err
+    code, _, err = run(capsys, "policy", "activate", f"{name}@1", *cfg)
+    assert code == 2 and "may not policy:approve" in err
+    code, out, _ = run(capsys, "policy", "shadow", f"{name}@1", *cfg)  # no approval needed
+    assert code == 0 and "v1 attached as shadow" in out
+    code, _, err = run(capsys, "principals", "create", "x", "--role", "admin", *cfg)
+    assert code == 2 and "principals:manage" in err
+
+    monkeypatch.setenv(KEY_VARIABLE, approver_key)
+    code, _, err = run(capsys, "policy", "activate", f"{name}@1", *cfg)
+    assert code == 2 and err == (
+        f"tollhouse: policy {name!r}: v1 has no approval; ask a policy approver other than "
+        f"{author} to run `tollhouse policy approve {name}@1`\n"
+    )
+    code, out, _ = run(capsys, "policy", "approve", f"{name}@1", "-m", "checked", *cfg)
+    assert code == 0 and out == f"approved {name}@1 by {approver}\n"
+    code, out, _ = run(capsys, "policy", "approve", f"{name}@1", *cfg)
+    assert code == 0 and f"was already approved by {approver}" in out
+    code, out, _ = run(capsys, "policy", "activate", f"{name}@1", *cfg)
+    assert code == 0 and f"policy {name}: v1 is now active" in out
+    code, out, _ = run(capsys, "policy", "list", name, *cfg)
+    assert approver in out.splitlines()[2] and author in out.splitlines()[2]
+    code, out, _ = run(capsys, "policy", "show", name, *cfg)
+    assert f"# approved by {approver} at " in out and ": checked" in out
+
+    # An author who is also an approver still cannot approve their own version.
+    monkeypatch.delenv(KEY_VARIABLE)
+    both = ["--role", "policy_author", "--role", "policy_approver"]
+    assert main(["principals", "roles", author, *both, *cfg]) == 0
+    monkeypatch.setenv(KEY_VARIABLE, author_key)
+    second = write(tmp_path, name, V2, "second.yaml")
+    assert main(["policy", "publish", str(second), *cfg]) == 0
+    code, _, err = run(capsys, "policy", "approve", f"{name}@2", *cfg)
+    assert code == 2 and f"was authored by {author}, who may not approve it" in err
+
+    monkeypatch.setenv(KEY_VARIABLE, author_key + "x")
+    code, _, err = run(capsys, "policy", "activate", f"{name}@1", *cfg)
+    assert code == 2 and f"{KEY_VARIABLE}: the key is unknown, revoked or expired" in err
+
+    engine = make_engine(database_url)
+    with session_factory(engine)() as session:
+        records = list(
+            session.scalars(
+                select(AuditRecord)
+                .where(AuditRecord.kind == "admin", AuditRecord.policy_name == name)
+                .order_by(AuditRecord.id)
+            )
+        )
+    engine.dispose()
+    assert [(r.endpoint, (r.decision or {})["actor"]) for r in records] == [
+        ("policy.publish", author),
+        ("policy.shadow_on", author),
+        ("policy.approve", approver),
+        ("policy.activate", approver),
+        ("policy.shadow_off", approver),  # activating the shadowed version detaches it
+        ("policy.publish", author),
+    ]
+
+
+def test_four_eyes_off(
+    tmp_path: Path, config: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A single-person setup: publishing approves, the operator activates."""
+    settings = yaml.safe_load(config.read_text())
+    relaxed = tmp_path / "relaxed.yaml"
+    relaxed.write_text(yaml.safe_dump({**settings, "access": {"four_eyes": False}}))
+    cfg = ["--config", str(relaxed)]
+    code, out, _ = run(capsys, "policy", "publish", str(write(tmp_path, name, V1)), *cfg)
+    assert code == 0 and "approved on publication (access.four_eyes is off)" in out
+    code, out, _ = run(capsys, "policy", "activate", f"{name}@1", *cfg)
+    assert code == 0 and "v1 is now active" in out
+    code, out, _ = run(capsys, "policy", "list", name, *cfg)
+    assert OPERATOR in out.splitlines()[2].split(" active ")[1]
 
 
 def test_shadow_report(
@@ -214,7 +335,7 @@ def test_shadow_report(
     assert code == 0 and "no requests were evaluated" in out
     now = dt.datetime.now(dt.UTC)
     decision = {"action": "allow", "model": "m", "destinations": ["internal"], "rules": []}
-    rows = [
+    entries = [
         AuditEntry(
             request_id=f"req_{name}_{i}",
             kind=RecordKind.ADMITTED,
@@ -229,13 +350,17 @@ def test_shadow_report(
             policy_version=1,
             decision=decision,
             shadow={**decision, "version": 2, "action": "block" if i < 3 else "allow"},
-        ).as_row()
+        )
         for i in range(5)
     ]
     engine = make_engine(database_url)
-    with session_factory(engine).begin() as session:
-        session.add_all(AuditRecord(**row) for row in rows)
-    engine.dispose()
+    writer = AuditWriter(engine)
+    writer.start()
+    try:
+        writer.write_blocking(entries, timeout_s=10)
+    finally:
+        writer.close()
+        engine.dispose()
 
     code, out, _ = run(capsys, "policy", "shadow-report", name, "--since", "2000-01-01", *cfg)
     assert code == 0

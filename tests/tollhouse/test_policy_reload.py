@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import migrations
+from governance.access import Principal
 from governance.db import make_engine, session_factory
 from governance.keys import KeyService
 from governance.policy.schema import Policy
@@ -63,10 +64,12 @@ def two_proxies(tmp_path: Path) -> Iterator[tuple[list[str], str, str]]:
     config_path.write_text(yaml.safe_dump(config))
     engine = make_engine(url)
     store = PolicyStore(session_factory(engine))
+    author, approver = Principal.operator("tests-author"), Principal.operator("tests-approver")
     for doc in (V1, V2):
-        store.publish(Policy.model_validate(doc), yaml.safe_dump(doc), "tests")
-    store.activate("shared", 1, "tests")
-    key = KeyService(session_factory(engine)).create("web", None).secret
+        version = store.publish(Policy.model_validate(doc), yaml.safe_dump(doc), author)
+        store.approve(version.name, version.version, approver)  # four eyes
+    store.activate("shared", 1, approver)
+    key = KeyService(session_factory(engine)).create_for_app("web", actor=approver).secret
     engine.dispose()
     ports = [free_port(), free_port()]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

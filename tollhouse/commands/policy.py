@@ -1,10 +1,13 @@
-"""``tollhouse policy validate|publish|list|show|diff|activate|rollback|shadow|...``."""
+"""``tollhouse policy validate|publish|approve|list|show|diff|activate|rollback|shadow|...``.
+
+Changes act as the principal of ``$TOLLHOUSE_KEY``, or as the local operator without it
+(see `acting_principal`); the store enforces roles and four eyes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -17,7 +20,7 @@ from governance.policy.document import PolicyDocumentError, digest, parse_policy
 from governance.policy.report import shadow_report
 from governance.policy.schema import Policy
 from governance.policy.store import Change, PolicyStore, PolicyVersion
-from tollhouse.commands.context import Context, load, open_database
+from tollhouse.commands.context import Context, acting_principal, load, open_database
 from tollhouse.table import render_table
 
 
@@ -35,7 +38,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p = add("publish", publish, "store a policy file as the next version")
     p.add_argument("file", type=Path)
     p.add_argument("--comment", "-m", help="why this version exists")
-    p.add_argument("--author", help="default: the current user")
+    p = add("approve", approve, "approve a version someone else published (four eyes)")
+    p.add_argument("ref", metavar="NAME@V")
+    p.add_argument("--comment", "-m")
     p = add("list", list_versions, "list published versions")
     p.add_argument("name", nargs="?")
     p = add("show", show, "print a version's YAML source and metadata")
@@ -43,19 +48,16 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p = add("diff", diff, "unified diff of two versions (either may be a policy file)")
     p.add_argument("before", metavar="NAME@A")
     p.add_argument("after", metavar="NAME@B")
-    p = add("activate", activate, "make a version the active one")
+    p = add("activate", activate, "make an approved version the active one")
     p.add_argument("ref", metavar="NAME@V")
     p.add_argument("--comment", "-m")
-    p.add_argument("--actor", help="default: the current user")
     p = add("rollback", rollback, "re-activate the version active before the current one")
     p.add_argument("name")
     p.add_argument("--comment", "-m")
-    p.add_argument("--actor", help="default: the current user")
     p = add("shadow", shadow, "evaluate a version alongside the active one (or --off)")
     p.add_argument("ref", metavar="NAME@V | NAME --off")
     p.add_argument("--off", action="store_true", help="detach the shadow version")
     p.add_argument("--comment", "-m")
-    p.add_argument("--actor", help="default: the current user")
     p = add("shadow-report", report, "what the shadow version would have changed")
     p.add_argument("name")
     p.add_argument("--since", type=_timestamp, help="ISO 8601 time or date (UTC if no zone)")
@@ -123,7 +125,16 @@ def _alias_fields(policy: Policy) -> list[tuple[str, str]]:
 
 
 def _store(context: Context) -> PolicyStore:
-    return PolicyStore(context.sessions)
+    return PolicyStore(context.sessions, four_eyes=context.settings.access.four_eyes)
+
+
+def _approval(version: PolicyVersion, four_eyes: bool) -> str:
+    """Who approved a version, or what it still needs."""
+    if version.approved(four_eyes=four_eyes):
+        return ", ".join(version.approved_by)
+    if four_eyes:
+        return f"no (needs an approver other than {version.author})"
+    return "no"
 
 
 def _when(moment: dt.datetime) -> str:
@@ -165,12 +176,33 @@ def publish(args: argparse.Namespace) -> int:
     policy, text = _read(args.file)
     settings = load(args)
     _check_aliases(policy, settings, args.file, resolve_config_path(args.config))
-    store = _store(open_database(settings))
-    version = store.publish(policy, text, args.author or getpass.getuser(), args.comment)
-    if version.new:
-        print(f"published {version.ref} (sha256 {version.sha256[:12]})")
-    else:
+    context = open_database(settings)
+    store = _store(context)
+    version = store.publish(policy, text, acting_principal(context), args.comment)
+    if not version.new:
         print(f"unchanged: {args.file} is the same policy as {version.ref}; nothing published")
+        return 0
+    print(f"published {version.ref} (sha256 {version.sha256[:12]}) by {version.author}")
+    if store.four_eyes:
+        print(
+            f"before it can be activated, a policy approver other than {version.author} "
+            f"runs: tollhouse policy approve {version.ref}"
+        )
+    else:
+        print("approved on publication (access.four_eyes is off)")
+    return 0
+
+
+def approve(args: argparse.Namespace) -> int:
+    name, number = _ref(args.ref, required=True)
+    assert number is not None
+    context = open_database(load(args))
+    approval = _store(context).approve(name, number, acting_principal(context), args.comment)
+    when = f"{_when(approval.at)} UTC"
+    if approval.new:
+        print(f"approved {name}@{number} by {approval.approver}")
+    else:
+        print(f"{name}@{number} was already approved by {approval.approver} at {when}")
     return 0
 
 
@@ -191,11 +223,21 @@ def list_versions(args: argparse.Namespace) -> int:
                 status,
                 v.sha256[:12],
                 v.author,
+                _approval(v, store.four_eyes),
                 _when(v.created_at),
                 v.comment or "",
             ]
         )
-    headers = ["policy", "version", "status", "sha256", "author", "created (UTC)", "comment"]
+    headers = [
+        "policy",
+        "version",
+        "status",
+        "sha256",
+        "author",
+        "approved by",
+        "created (UTC)",
+        "comment",
+    ]
     print(render_table(headers, rows))
     return 0
 
@@ -216,6 +258,11 @@ def show(args: argparse.Namespace) -> int:
     print(f"# sha256  {v.sha256}")
     print(f"# author  {v.author}")
     print(f"# created {_when(v.created_at)} UTC")
+    if not v.approvals:
+        print(f"# approved {_approval(v, store.four_eyes)}")
+    for approval in v.approvals:
+        note = f": {approval.comment}" if approval.comment else ""
+        print(f"# approved by {approval.approver} at {_when(approval.at)} UTC{note}")
     if v.comment:
         print(f"# comment {v.comment}")
     print(v.source, end="" if v.source.endswith("\n") else "\n")
@@ -265,33 +312,33 @@ def _print_change(name: str, change: Change, unchanged: str) -> None:
 def activate(args: argparse.Namespace) -> int:
     name, number = _ref(args.ref, required=True)
     assert number is not None
-    store = _store(open_database(load(args)))
-    change = store.activate(name, number, args.actor or getpass.getuser(), args.comment)
+    context = open_database(load(args))
+    change = _store(context).activate(name, number, acting_principal(context), args.comment)
     _print_change(name, change, f"v{number} was already active; nothing changed")
     return 0
 
 
 def rollback(args: argparse.Namespace) -> int:
-    store = _store(open_database(load(args)))
-    change = store.rollback(args.name, args.actor or getpass.getuser(), args.comment)
+    context = open_database(load(args))
+    change = _store(context).rollback(args.name, acting_principal(context), args.comment)
     _print_change(args.name, change, "nothing changed")
     return 0
 
 
 def shadow(args: argparse.Namespace) -> int:
-    actor = args.actor or getpass.getuser()
     if args.off:
         name, number = _ref(args.ref)
         if number is not None:
             raise InvalidRequestError(f"{args.ref!r}: --off takes the policy name alone")
-        store = _store(open_database(load(args)))
-        change = store.detach_shadow(name, actor, args.comment)
+        context = open_database(load(args))
+        change = _store(context).detach_shadow(name, acting_principal(context), args.comment)
         _print_change(name, change, "no shadow was attached; nothing changed")
         return 0
     name, number = _ref(args.ref, required=True)
     assert number is not None
-    store = _store(open_database(load(args)))
-    change = store.attach_shadow(name, number, actor, args.comment)
+    context = open_database(load(args))
+    store = _store(context)
+    change = store.attach_shadow(name, number, acting_principal(context), args.comment)
     _print_change(name, change, f"v{number} was already the shadow; nothing changed")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from sqlalchemy import select
 
 import migrations
+from governance.access import Principal
 from governance.config import Settings
 from governance.config.loader import settings_from_mapping
 from governance.db import AuditRecord, make_engine, session_factory
@@ -77,6 +79,8 @@ def demo_config(
             },
         ],
         "policy": {"name": "hybrid"},
+        # One person runs the demo: publishing approves the version (no second approver).
+        "access": {"four_eyes": False},
     }
 
 
@@ -85,6 +89,7 @@ class DemoStack:
     settings: Settings
     config_path: Path
     key: str
+    setup: str  # who published and activated what, and how it was approved
     internal: ServerThread
     external: ServerThread
     proxy: BackgroundServer
@@ -111,13 +116,20 @@ def start(directory: Path, port: int) -> DemoStack:
     engine = make_engine(database_url)
     sessions = session_factory(engine)
     source = POLICY_FILE.read_text()
-    store = PolicyStore(sessions, channel="demo")
-    version = store.publish(parse_policy(source, str(POLICY_FILE)), source, "tollhouse demo")
-    store.activate(version.name, version.version, "tollhouse demo", "demo start-up")
-    key = KeyService(sessions).create("demo-app", "demo-team", "tollhouse demo").secret
+    operator = Principal.operator(getpass.getuser())
+    store = PolicyStore(sessions, four_eyes=settings.access.four_eyes)
+    version = store.publish(parse_policy(source, str(POLICY_FILE)), source, operator)
+    store.activate(version.name, version.version, operator, "demo start-up")
+    keys = KeyService(sessions)
+    key = keys.create_for_app("demo-app", "demo-team", "tollhouse demo", actor=operator).secret
     engine.dispose()
+    setup = (
+        f"Policy {version.ref} published and activated by {operator.name}; approved by "
+        f"{', '.join(store.get(version.name, version.version).approved_by)} on publication, "
+        "since four-eyes approval is off in this single-person demo (access.four_eyes: false)"
+    )
     proxy = BackgroundServer(create_app(settings), "127.0.0.1", port).start()
-    return DemoStack(settings, config_path, key, internal, external, proxy)
+    return DemoStack(settings, config_path, key, setup, internal, external, proxy)
 
 
 def send_traffic(base_url: str, key: str) -> int:
@@ -258,6 +270,7 @@ def run(directory: Path, port: int | None, wait: bool) -> int:
             "(a demo model, not a real LLM: it answers by fixed rules)"
         )
         print(f"Tollhouse proxy: {base_url}   config: {stack.config_path}")
+        print(stack.setup)
         print("\nRequests with synthetic personal data, through the hybrid policy:")
         sent = send_traffic(base_url, stack.key)
         print(
