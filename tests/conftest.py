@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 import migrations
 from governance.config.schema import PiiConfig
-from governance.db import normalise_url
+from governance.db import make_engine, normalise_url
 from governance.pii import TextAnalyzer
 from governance.pii.analyzer import build_analyzer
 from tests.support import pg
+from tests.support.audit_keys import write_audit_keys
 
 POSTGRES_URL = "TOLLHOUSE_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES = "TOLLHOUSE_TEST_REQUIRE_POSTGRES"
@@ -98,3 +100,16 @@ def fresh_database_url(
 ) -> Iterator[str]:
     """A new migrated database for one test (for tests that tamper with it)."""
     yield from _migrated(request, tmp_path_factory, "fresh")
+
+
+@pytest.fixture
+def fresh_engine(fresh_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(fresh_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def audit_keys(tmp_path: Path) -> dict[str, str]:
+    """``master_key_file`` and ``signing_key_file`` entries for an ``audit`` config."""
+    return write_audit_keys(tmp_path / "keys")
