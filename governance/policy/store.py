@@ -31,15 +31,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from governance.access import Permission, Principal
-from governance.audit.admin import admin_entry
-from governance.audit.shared import append_shared
 from governance.db.models import (
     PolicyActivationRecord,
     PolicyApprovalRecord,
     PolicyStateRecord,
     PolicyVersionRecord,
 )
-from governance.errors import InvalidRequestError, NotFoundError, TollhouseError
+from governance.errors import NotFoundError
+from governance.policy.changes import (
+    ApprovalRequiredError,
+    FourEyesError,
+    PolicyIntegrityError,
+    PolicyStateError,
+    audit_change,
+    record_approval,
+)
 from governance.policy.document import (
     canonical_json,
     describe,
@@ -77,30 +83,6 @@ def _now() -> dt.datetime:
 
 
 ActionName = Literal["activate", "rollback", "shadow_on", "shadow_off"]
-
-
-class PolicyStateError(InvalidRequestError):
-    """The requested change does not apply to the policy's current state."""
-
-    code = "policy_state_conflict"
-
-
-class FourEyesError(PolicyStateError):
-    """Four eyes: the author of a version may not approve it."""
-
-    code = "four_eyes"
-
-
-class ApprovalRequiredError(PolicyStateError):
-    """Four eyes: the version has no approval by someone other than its author."""
-
-    code = "approval_required"
-
-
-class PolicyIntegrityError(TollhouseError):
-    """A stored version no longer matches its digest or no longer validates."""
-
-    code = "policy_integrity"
 
 
 class PolicyStore:
@@ -437,26 +419,7 @@ class PolicyStore:
     def _approve(
         self, session: Session, row: PolicyVersionRecord, actor: Principal, comment: str | None
     ) -> Approval:
-        approval = PolicyApprovalRecord(
-            name=row.name,
-            version=row.version,
-            approver=actor.name,
-            comment=comment,
-            at=self._clock(),
-        )
-        session.add(approval)
-        session.flush()
-        self._audit(
-            session,
-            "approve",
-            row.name,
-            row.version,
-            None,
-            actor,
-            comment,
-            extra={"author": row.author, "four_eyes": self._four_eyes},
-        )
-        return approval_of(approval, new=True)
+        return record_approval(session, row, actor, comment, self._clock(), self._four_eyes)
 
     def _audit(
         self,
@@ -469,18 +432,4 @@ class PolicyStore:
         comment: str | None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        entry = admin_entry(
-            endpoint=f"policy.{action}",
-            actor=actor,
-            recorded_at=self._clock(),
-            policy_name=name,
-            policy_version=version if version is not None else previous,
-            details={
-                "action": action,
-                "version": version,
-                "previous_version": previous,
-                "comment": comment,
-                **(extra or {}),
-            },
-        )
-        append_shared(session, entry)
+        audit_change(session, self._clock(), action, name, version, previous, actor, comment, extra)
