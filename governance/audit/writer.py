@@ -27,8 +27,9 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
 from governance.audit.chain import FORMAT, GENESIS, content_digest
 from governance.audit.records import AuditEntry, chained_row
@@ -37,6 +38,20 @@ from governance.db.models import AuditChain, AuditContent, AuditRecord
 from governance.errors import AuditUnavailableError
 
 log = logging.getLogger(__name__)
+
+# Built once: constructing statements costs more than executing them at one record a batch.
+_chains = cast(Table, AuditChain.__table__)
+_INSERT_RECORDS = insert(cast(Table, AuditRecord.__table__))
+_INSERT_CONTENT = insert(cast(Table, AuditContent.__table__))
+_INSERT_CHAIN = insert(_chains)
+_READ_HEAD = select(_chains.c.head_seq, _chains.c.head_hash).where(
+    _chains.c.chain_id == bindparam("chain")
+)
+_MOVE_HEAD = (
+    update(_chains)
+    .where(_chains.c.chain_id == bindparam("chain"), _chains.c.head_seq == bindparam("old"))
+    .values(head_seq=bindparam("seq"), head_hash=bindparam("hash"))
+)
 
 
 @dataclass(slots=True)
@@ -206,11 +221,7 @@ class AuditWriter:
     def _append(self, connection: Connection, entries: list[AuditEntry]) -> tuple[int, str]:
         """Insert ``entries`` after the chain's head; return the new head."""
         if self._head is None:
-            stored = connection.execute(
-                select(AuditChain.head_seq, AuditChain.head_hash).where(
-                    AuditChain.chain_id == self.chain_id
-                )
-            ).one_or_none()
+            stored = connection.execute(_READ_HEAD, {"chain": self.chain_id}).one_or_none()
             self._registered = stored is not None
             self._head = (stored[0], stored[1]) if stored is not None else (0, GENESIS)
         first_seq, last_hash = self._head
@@ -240,7 +251,7 @@ class AuditWriter:
             rows.append(row)
         if not self._registered:
             connection.execute(
-                insert(AuditChain),
+                _INSERT_CHAIN,
                 [
                     {
                         "chain_id": self.chain_id,
@@ -256,15 +267,14 @@ class AuditWriter:
             )
         else:
             moved = connection.execute(
-                update(AuditChain)
-                .where(AuditChain.chain_id == self.chain_id, AuditChain.head_seq == first_seq)
-                .values(head_seq=seq, head_hash=last_hash)
+                _MOVE_HEAD,
+                {"chain": self.chain_id, "old": first_seq, "seq": seq, "hash": last_hash},
             )
             if moved.rowcount != 1:
                 raise RuntimeError(f"audit chain {self.chain_id} moved under its writer")
-        connection.execute(insert(AuditRecord), rows)
+        connection.execute(_INSERT_RECORDS, rows)
         if contents:
-            connection.execute(insert(AuditContent), contents)
+            connection.execute(_INSERT_CONTENT, contents)
         return seq, last_hash
 
     def _content(
