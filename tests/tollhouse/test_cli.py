@@ -138,6 +138,7 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
     assert "PERSON:pseudonymize" in decisions
     assert decisions.count("route   chat-internal  internal") == 2
     assert "curl -s http://127.0.0.1:" in out
+    assert "hash chains, checkpoint #1 signed; every chain verifies" in out
     # One person runs the demo: publishing approves (four eyes is off), and it says so.
     assert "approved by local:" in out and "access.four_eyes: false" in out
     engine = make_engine(f"sqlite:///{tmp_path / '.tollhouse' / 'demo.db'}")

@@ -14,6 +14,14 @@ from sqlalchemy import select
 
 import migrations
 from governance.access import Principal
+from governance.audit.checkpoint import (
+    Checkpointer,
+    generate_signing_key,
+    key_id_of,
+    load_signing_key,
+)
+from governance.audit.vault import MasterKey
+from governance.audit.verify import verify_trail
 from governance.config import Settings
 from governance.config.loader import settings_from_mapping
 from governance.db import AuditRecord, make_engine, session_factory
@@ -84,6 +92,20 @@ def demo_config(
     }
 
 
+def audit_keys(directory: Path) -> dict[str, str]:
+    """The demo's checkpoint signing key and content master key, made once and reused."""
+    signing, master = directory / "signing.pem", directory / "master.key"
+    if not signing.exists():
+        private, public = generate_signing_key()
+        signing.touch(mode=0o600)
+        signing.write_bytes(private)
+        signing.with_name("signing.pem.pub").write_bytes(public)
+    if not master.exists():
+        master.touch(mode=0o600)
+        master.write_text(MasterKey.generate() + "\n", encoding="ascii")
+    return {"signing_key_file": str(signing.resolve()), "master_key_file": str(master.resolve())}
+
+
 @dataclass
 class DemoStack:
     settings: Settings
@@ -109,6 +131,7 @@ def start(directory: Path, port: int) -> DemoStack:
     external.start()
     database_url = f"sqlite:///{(directory / 'demo.db').resolve()}"
     raw = demo_config(internal.url, external.url, database_url, port)
+    raw["audit"] = audit_keys(directory)
     config_path = directory / "demo.yaml"
     config_path.write_text("# written by `tollhouse demo`\n" + yaml.safe_dump(raw, sort_keys=False))
     settings = settings_from_mapping(raw, {}, source=str(config_path))
@@ -261,6 +284,24 @@ def curl_example(base_url: str, key: str) -> str:
     )
 
 
+def trail_status(settings: Settings) -> str:
+    """Sign the chain heads now and verify the whole trail, in one line."""
+    assert settings.audit.signing_key_file is not None
+    engine = make_engine(settings.database_url)
+    try:
+        key = load_signing_key(settings.audit.signing_key_file)
+        checkpoint = Checkpointer(engine, key).write()
+        public = key.public_key()
+        report = verify_trail(engine, {key_id_of(public): public})
+    finally:
+        engine.dispose()
+    signed = f"checkpoint #{checkpoint.id} signed" if checkpoint else "no new checkpoint"
+    verdict = "every chain verifies" if report.ok else f"FAILED: {report.first}"
+    return (
+        f"Audit trail: {report.records} records in {report.chains} hash chains, {signed}; {verdict}"
+    )
+
+
 def run(directory: Path, port: int | None, wait: bool) -> int:
     stack = start(directory, port or free_port())
     base_url = f"{stack.proxy.url}/v1"
@@ -284,7 +325,9 @@ def run(directory: Path, port: int | None, wait: bool) -> int:
         print(summary_table(stack.settings))
         print("\nTry it yourself:")
         print(curl_example(base_url, stack.key))
-        print(f"\nAudit trail: tollhouse audit tail --config {stack.config_path}")
+        print(f"\n{trail_status(stack.settings)}")
+        print(f"Audit trail: tollhouse audit tail --config {stack.config_path}")
+        print(f"Verify it:   tollhouse audit verify --config {stack.config_path}")
         if wait:
             print("\nThe proxy keeps running; press Ctrl-C to stop.", flush=True)
             threading.Event().wait()
