@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -90,10 +91,10 @@ async def sign_periodically(checkpointer: Checkpointer | None, settings: Setting
 def build_admin_state(
     settings: Settings,
     engine: Engine,
+    sessions: sessionmaker[Session],
     authenticator: Authenticator,
     checkpointer: Checkpointer | None,
 ) -> AdminState:
-    sessions = session_factory(engine)
     path = settings.audit.master_key_file
     return AdminState(
         settings=settings,
@@ -170,7 +171,7 @@ def create_app(
         )
         sessions = session_factory(db)
         authenticator = Authenticator(KeyService(sessions), settings.auth_cache_ttl_s)
-        admin.state.admin = build_admin_state(settings, db, authenticator, checkpointer)
+        admin.state.admin = build_admin_state(settings, db, sessions, authenticator, checkpointer)
         app.state.tollhouse = AppState(
             settings, db, writer, authenticator, pipeline, adapters, policies
         )

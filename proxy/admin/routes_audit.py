@@ -20,6 +20,7 @@ from governance.audit.reader import RecordFilter
 from governance.audit.verify import verify_trail
 from governance.errors import InvalidRequestError
 from proxy.admin.state import Acting, State
+from proxy.admin.views import jsonable
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -68,41 +69,6 @@ class VerifyResult(BaseModel):
     problems: list[str]
 
 
-def _filter(
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    app: str | None,
-    team: str | None,
-    end_user: str | None,
-    model: str | None,
-    upstream: str | None,
-    destination: str | None,
-    kind: str | None,
-    status: str | None,
-    policy_version: int | None,
-) -> RecordFilter:
-    return RecordFilter(
-        since=since,
-        until=until,
-        app=app,
-        team=team,
-        end_user=end_user,
-        model=model,
-        upstream=upstream,
-        destination=destination,
-        kind=kind,
-        status=status,
-        policy_version=policy_version,
-    )
-
-
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = orjson.loads(
-        orjson.dumps(rows, default=str, option=orjson.OPT_UTC_Z)
-    )
-    return result
-
-
 @router.get("/records", response_model=RecordPage, summary="Record metadata (audit:read)")
 async def list_records(
     state: State,
@@ -122,23 +88,23 @@ async def list_records(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RecordPage:
-    where = _filter(
-        since,
-        until,
-        app,
-        team,
-        end_user,
-        model,
-        upstream,
-        destination,
-        kind,
-        status,
-        policy_version,
+    where = RecordFilter(
+        since=since,
+        until=until,
+        app=app,
+        team=team,
+        end_user=end_user,
+        model=model,
+        upstream=upstream,
+        destination=destination,
+        kind=kind,
+        status=status,
+        policy_version=policy_version,
     )
     rows, total = await asyncio.to_thread(
         state.reader.query, actor, where, order=order, limit=limit, offset=offset
     )
-    return RecordPage(total=total, limit=limit, offset=offset, records=_jsonable(rows))
+    return RecordPage(total=total, limit=limit, offset=offset, records=[jsonable(r) for r in rows])
 
 
 @router.get(
@@ -146,7 +112,8 @@ async def list_records(
     summary="One request's records with content (audit:content; the read is audited)",
 )
 async def show_request(state: State, actor: Acting, request_id: str) -> list[dict[str, Any]]:
-    return _jsonable(await asyncio.to_thread(state.reader.show, actor, request_id))
+    shown = await asyncio.to_thread(state.reader.show, actor, request_id)
+    return [jsonable(record) for record in shown]
 
 
 @router.get(
@@ -168,7 +135,7 @@ async def export(
     actor.require(Permission.AUDIT_READ)
     work = Path(tempfile.mkdtemp(prefix="tollhouse-export-"))
     path = work / f"audit-export.{format}"
-    where = _filter(since, until, app, None, None, None, None, None, None, None, None)
+    where = RecordFilter(since=since, until=until, app=app)
     manifest = await asyncio.to_thread(
         state.reader.export, actor, where, path, fmt=format, content=content
     )
