@@ -71,6 +71,8 @@ class AuditEntry:
     policy_version: int | None = None
     decision: dict[str, Any] | None = None
     shadow: dict[str, Any] | None = None
+    cached_input_tokens: int | None = None  # the part of input_tokens read from a cache
+    price_id: int | None = None  # the ``prices`` row the cost was computed with
 
     def as_row(self) -> dict[str, Any]:
         """The entry's own fields (content included), as named in `AuditEntry`."""

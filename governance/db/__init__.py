@@ -2,5 +2,24 @@
 
 from governance.db.engine import make_engine, normalise_url, session_factory
 from governance.db.models import ApiKey, AuditRecord, Base
+from governance.db.spend_models import (
+    AlertRecord,
+    PriceRecord,
+    RateCounter,
+    SpendDaily,
+    UsageCounter,
+)
 
-__all__ = ["ApiKey", "AuditRecord", "Base", "make_engine", "normalise_url", "session_factory"]
+__all__ = [
+    "AlertRecord",
+    "ApiKey",
+    "AuditRecord",
+    "Base",
+    "PriceRecord",
+    "RateCounter",
+    "SpendDaily",
+    "UsageCounter",
+    "make_engine",
+    "normalise_url",
+    "session_factory",
+]

@@ -157,6 +157,10 @@ class AuditRecord(Base):
     policy_version: Mapped[int | None] = mapped_column(Integer)
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     shadow: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Format 2 (docs/audit-format.md): cached input tokens (a part of ``input_tokens``)
+    # and the ``prices`` row the cost was computed with.
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    price_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PolicyVersionRecord(Base):
