@@ -6,6 +6,10 @@ latency at 1 client (added p50), throughput at N concurrent clients, and the pro
 process's CPU time per request (from /proc, so it counts every thread it uses).
 
     .venv/bin/python bench/proxy_overhead.py [--requests 400] [--concurrency 16] [--rounds 5]
+                                             [--limits]
+
+``--limits`` adds a budget and rate limits (never reached) to the policy, so every
+request also reads its budget counters and counts itself against the rate limits.
 
 Figures from this are indicative only; the performance issue replaces it with the shared
 gateway harness, pinned cores and peers measured in the same run.
@@ -97,6 +101,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--limits", action="store_true", help="budgets and rate limits on")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tollhouse-bench-"))
     up_port, proxy_port = free_port(), free_port()
@@ -120,14 +125,7 @@ def main() -> None:
                 "models": [
                     {"name": "chat", "deployments": [{"upstream": "demo", "model": "demo-llama"}]}
                 ],
-                "pricing": [
-                    {
-                        "model": "chat",
-                        "input": "0.10",
-                        "output": "0.40",
-                        "effective_from": "2026-01-01",
-                    }
-                ],
+                "spend": {"prices_file": str(work / "prices.yaml")},
                 "policy": {"name": "bench"},
                 # PII analysis is off in this policy; don't load the NER model at all.
                 "pii": {"preload": False},
@@ -140,6 +138,31 @@ def main() -> None:
             }
         )
     )
+    (work / "prices.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "prices": [
+                    {
+                        "upstream": "demo",
+                        "model": "demo-llama",
+                        "input": "0.10",
+                        "output": "0.40",
+                        "effective_from": "2026-01-01",
+                    }
+                ]
+            }
+        )
+    )
+    limits = {
+        "budgets": [
+            {"name": "app-daily", "scope": "app", "period": "daily", "cost": "1000000"},
+            {"name": "key-monthly", "scope": "key", "period": "monthly", "tokens": 10**12},
+        ],
+        "rate_limits": [
+            {"scope": "key", "requests_per_minute": 10**9},
+            {"scope": "app", "tokens_per_minute": 10**12},
+        ],
+    }
     # A governed configuration: content rules on every request, full content kept.
     policy = work / "bench-policy.yaml"
     policy.write_text(
@@ -150,6 +173,7 @@ def main() -> None:
                     "models": ["chat"],
                     "content": {"blocked_keywords": ["nightjar"], "secrets": "block"},
                     "audit": {"content": "full"},
+                    **(limits if args.limits else {}),
                 },
             }
         )
@@ -222,7 +246,10 @@ def main() -> None:
             rows["cpu_ms_per_request"].append(
                 (cpu_seconds(proxy.pid) - cpu_before) * 1000 / args.requests
             )
-        print(f"{args.rounds} rounds, medians (spread min-max); {args.concurrency} clients for rps")
+        print(
+            f"{args.rounds} rounds, medians (spread min-max); {args.concurrency} clients for "
+            f"rps; budgets and rate limits {'on' if args.limits else 'off'}"
+        )
         for name, values in rows.items():
             print(
                 f"  {name:20s} {statistics.median(values):9.2f}   "

@@ -97,6 +97,34 @@ class PiiUnavailableError(ServiceUnavailableError):
     code = "pii_unavailable"
 
 
+class LimitExceededError(TollhouseError):
+    """A budget or rate limit refuses the request (429). ``headers`` go on the response:
+    ``Retry-After`` in whole seconds until the limit resets, plus what the limit was."""
+
+    status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str,
+        code: str,
+        retry_after_s: int,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, type=type, code=code)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(max(1, retry_after_s)), **(headers or {})}
+
+
+class BudgetExceededError(LimitExceededError):
+    """A hard budget limit is reached; the message names the budget and when it resets."""
+
+
+class RateLimitedError(LimitExceededError):
+    """A requests- or tokens-per-minute limit is reached for this minute."""
+
+
 class UpstreamError(TollhouseError):
     """An upstream failed. ``retryable`` says whether another attempt may help."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +26,7 @@ from governance.errors import TollhouseError
 from governance.keys import KeyService
 from governance.pii import TextAnalyzer
 from governance.policy.store import PolicyStore
-from governance.spend import PriceTable
+from governance.spend.ledger import Ledger
 from proxy.admin import build_admin_app
 from proxy.admin.state import AdminState
 from proxy.auth import Authenticator
@@ -35,6 +36,7 @@ from proxy.pipeline import Pipeline
 from proxy.policies import PolicyCache
 from proxy.routes import ROUTES
 from proxy.routing import Router
+from proxy.spend import build_accounting
 from proxy.state import AppState
 from proxy.upstream import OpenAICompatibleAdapter, UpstreamAdapter
 
@@ -123,13 +125,21 @@ def build_pii_gate(settings: Settings, analyzer: TextAnalyzer | None) -> PiiGate
     return PiiGate(analyzer, config.timeout_s, config.threads)
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def create_app(
-    settings: Settings, engine: Engine | None = None, analyzer: TextAnalyzer | None = None
+    settings: Settings,
+    engine: Engine | None = None,
+    analyzer: TextAnalyzer | None = None,
+    clock: Callable[[], dt.datetime] = _now,
 ) -> Starlette:
     """A Starlette app serving Tollhouse's OpenAI-compatible API for ``settings``.
 
     ``engine`` and ``analyzer`` may be passed in (tests share them); otherwise they are
-    built here from the settings.
+    built here from the settings. ``clock`` dates requests (prices and budget periods
+    follow it); tests move it to a chosen day.
     """
     from governance.pii.analyzer import build_custom_recognizers
 
@@ -146,6 +156,7 @@ def create_app(
             batch_max=settings.audit.batch_max,
             queue_max=settings.audit.queue_max,
             data_keys=build_data_keys(settings),
+            ledger=Ledger(),
         )
         checkpointer = build_checkpointer(settings, db)
         writer.start()
@@ -161,15 +172,21 @@ def create_app(
         watcher = asyncio.create_task(policies.watch())
         signer = asyncio.create_task(sign_periodically(checkpointer, settings))
         gate = await asyncio.to_thread(build_pii_gate, settings, analyzer)
+        sessions = session_factory(db)
+        accounting, prices = await asyncio.to_thread(
+            build_accounting, settings, db, sessions, clock
+        )
+        price_watcher = asyncio.create_task(prices.watch())
+        pruner = asyncio.create_task(accounting.prune_periodically())
         pipeline = Pipeline(
             settings,
             writer,
             Router(adapters, settings.retry),
-            PriceTable(settings.pricing),
+            accounting,
             policies,
             gate,
+            clock,
         )
-        sessions = session_factory(db)
         authenticator = Authenticator(KeyService(sessions), settings.auth_cache_ttl_s)
         admin.state.admin = build_admin_state(settings, db, sessions, authenticator, checkpointer)
         app.state.tollhouse = AppState(
@@ -180,6 +197,8 @@ def create_app(
         finally:
             watcher.cancel()
             signer.cancel()
+            price_watcher.cancel()
+            pruner.cancel()
             gate.close()
             for adapter in adapters.values():
                 await adapter.close()

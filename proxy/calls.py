@@ -57,6 +57,8 @@ class Call:
     pseudonyms: Pseudonyms = field(default_factory=Pseudonyms)
     answer: AnswerFilter | None = None
     retention_cap: str | None = None  # set when the policy's retention cannot be honoured
+    limits: list[dict[str, Any]] | None = None  # the budgets admission checked, as it saw them
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -95,6 +97,9 @@ class Call:
 
     def entry(self, kind: RecordKind, status: str, **fields: Any) -> AuditEntry:
         target = self.target
+        decision = self.decision.trace() if self.decision else None
+        if decision is not None and self.limits:
+            decision = {**decision, "limits": self.limits}
         return AuditEntry(
             request_id=self.request_id,
             kind=kind,
@@ -107,7 +112,7 @@ class Call:
             content_retention=self.retention,
             policy_name=self.policy[0] if self.policy else None,
             policy_version=self.policy[1] if self.policy else None,
-            decision=self.decision.trace() if self.decision else None,
+            decision=decision,
             end_user=self.request.user if self.request is not None else None,
             requested_model=self.request.model if self.request is not None else None,
             stream=self.stream,

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from governance.errors import TollhouseError
+from governance.errors import LimitExceededError, TollhouseError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ def error_response(error: TollhouseError, request_id: str | None = None) -> Resp
     headers = {"x-request-id": request_id} if request_id else {}
     if error.status == 503:
         headers["Retry-After"] = "1"
+    if isinstance(error, LimitExceededError):
+        headers.update(error.headers)
     return Response(
         orjson.dumps(error_payload(error)),
         status_code=error.status,

@@ -38,12 +38,12 @@ from governance.pii.redact import mask_all
 from governance.policy.decision import Decision, RequestFacts
 from governance.policy.engine import PolicyEngine
 from governance.policy.redaction import acted_on
-from governance.spend import PriceTable, estimate_tokens
 from proxy.answer_filter import AnswerFilter, masker_for
 from proxy.calls import Call, Endpoint, ProxiedRequest
 from proxy.pii_gate import PiiGate
 from proxy.policies import PolicyCache
 from proxy.routing import Router, Target
+from proxy.spend import Accounting
 from proxy.stream_relay import StreamRelay, open_stream
 from proxy.text_slots import opaque_input, text_slots
 from proxy.usage import Usage, answer_text, finish_reasons, reported_usage
@@ -67,7 +67,7 @@ class Pipeline:
         settings: Settings,
         writer: AuditWriter,
         router: Router,
-        prices: PriceTable,
+        accounting: Accounting,
         policies: PolicyCache,
         pii: PiiGate,
         clock: Callable[[], dt.datetime] = _now,
@@ -78,7 +78,7 @@ class Pipeline:
         self._models = {m.name: m for m in settings.models}
         self._writer = writer
         self._router = router
-        self._prices = prices
+        self._accounting = accounting
         self._clock = clock
         self._write_timeout_s = settings.audit.write_timeout_s
 
@@ -93,10 +93,21 @@ class Pipeline:
         )
 
     async def write(self, *entries: AuditEntry) -> None:
-        await self._writer.write(entries, self._write_timeout_s)
+        """Write and wait until durable. A completed record ends the request's in-flight
+        budget hold: committed, it is counted; failed, the request is over anyway."""
+        try:
+            await self._writer.write(entries, self._write_timeout_s)
+        finally:
+            self._release(entries)
 
     def write_nowait(self, *entries: AuditEntry) -> None:
         self._writer.write_nowait(entries)
+        self._release(entries)
+
+    def _release(self, entries: tuple[AuditEntry, ...]) -> None:
+        for entry in entries:
+            if entry.kind is RecordKind.COMPLETED:
+                self._accounting.release(entry.request_id)
 
     # -- admission -----------------------------------------------------------------
     async def admit(self, call: Call, spec: EndpointSpec, raw: bytes) -> None:
@@ -175,6 +186,7 @@ class Pipeline:
                 self._pii.analyze, frozenset(response.mask_entities), response.threshold
             )
         call.answer = AnswerFilter(call.pseudonyms, masker)
+        await self._accounting.admit(call, self.plan(call))
 
     async def _evaluate(
         self,
@@ -270,8 +282,8 @@ class Pipeline:
         choices = payload.get("choices")
         choices = choices if isinstance(choices, list) else []
         usage = reported_usage(payload) or Usage(
-            estimate_tokens(call.request.prompt_text()),
-            estimate_tokens(answer_text(choices)),
+            self.estimate_input(call),
+            self.count(call, answer_text(choices)),
             estimated=True,
         )
         content = None
@@ -293,24 +305,22 @@ class Pipeline:
 
     def completed_ok(self, call: Call, usage: Usage, **fields: Any) -> AuditEntry:
         """The completed record of a successful request, with its exact cost."""
-        assert call.model is not None
-        now = self._clock()
-        cost = self._prices.cost(
-            call.model.name, call.started_at, usage.input_tokens, usage.output_tokens
-        )
         return call.entry(
             RecordKind.COMPLETED,
             Completion.OK,
-            recorded_at=now,
+            recorded_at=self._clock(),
             http_status=200,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            usage_estimated=usage.estimated,
-            cost=cost.amount if cost else None,
-            currency=cost.currency if cost else None,
             latency_ms=call.elapsed_ms(),
+            **self.charges(call, usage),
             **fields,
         )
+
+    def charges(self, call: Call, usage: Usage) -> dict[str, Any]:
+        """Usage and exact cost fields for a completed record (`Accounting.charges`)."""
+        return self._accounting.charges(call, usage)
+
+    def count(self, call: Call, text: str) -> int:
+        return self._accounting.count(call, text)
 
     # -- streamed answers ----------------------------------------------------------
     async def stream(self, call: Call, spec: EndpointSpec) -> StreamRelay:
@@ -325,8 +335,7 @@ class Pipeline:
             raise
 
     def estimate_input(self, call: Call) -> int:
-        assert call.request is not None
-        return estimate_tokens(call.request.prompt_text())
+        return self._accounting.estimate_input(call)
 
 
 def _str(value: object) -> str | None:

@@ -73,7 +73,9 @@ class StreamRelay:
         self._pipeline = pipeline
         self._call = call
         self._opened = opened
-        self._observer = StreamObserver(keep_content=call.keeps_content)
+        self._observer = StreamObserver(
+            keep_content=call.keeps_content, count=lambda text: pipeline.count(call, text)
+        )
         self._ttft_ms: float | None = None
         answer = call.answer
         self._filter = answer.stream() if answer is not None and answer.active else None
@@ -210,14 +212,9 @@ class StreamRelay:
         }
 
     def _outcome(self) -> dict[str, Any]:
-        """Identity plus the (partial) usage of a stream that did not finish."""
-        usage = self._usage()
-        return {
-            **self._identity(),
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "usage_estimated": usage.estimated,
-        }
+        """Identity plus the (partial) usage and its cost, for a stream that did not finish:
+        the upstream bills the tokens it produced whether or not the client saw them."""
+        return {**self._identity(), **self._pipeline.charges(self._call, self._usage())}
 
     def _upstream(self) -> str:
         return self._call.target.adapter.name if self._call.target else "?"

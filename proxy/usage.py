@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from governance.spend import estimate_tokens
 
@@ -13,17 +14,29 @@ class Usage:
     input_tokens: int
     output_tokens: int
     estimated: bool
+    cached_input_tokens: int = 0  # the part of input_tokens read from the prompt cache
 
 
 def reported_usage(payload: dict[str, Any]) -> Usage | None:
+    """The usage an answer (or a stream's usage chunk) reports, as OpenAI shapes it:
+    ``prompt_tokens``, ``completion_tokens`` (absent for embeddings) and
+    ``prompt_tokens_details.cached_tokens``."""
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    if not _count(prompt) or not _count(completion):
         return None
-    return Usage(prompt, completion, estimated=False)
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not _count(cached) or cached > prompt:
+        cached = 0
+    return Usage(prompt, completion, estimated=False, cached_input_tokens=cached)
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def answer_text(choices: list[Any]) -> str:
@@ -69,8 +82,9 @@ class StreamObserver:
     the stream itself is never held back for this.
     """
 
-    def __init__(self, keep_content: bool) -> None:
+    def __init__(self, keep_content: bool, count: Callable[[str], int] = estimate_tokens) -> None:
         self.keep_content = keep_content
+        self._count = count
         self.usage: Usage | None = None
         self.response_id: str | None = None
         self.response_model: str | None = None
@@ -102,7 +116,7 @@ class StreamObserver:
         delta = choice.get("delta")
         text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if isinstance(text, str) and text:
-            self.estimated_output_tokens += estimate_tokens(text)
+            self.estimated_output_tokens += self._count(text)
             if self.keep_content:
                 acc.text.append(text)
         if isinstance(delta, dict):
@@ -114,7 +128,7 @@ class StreamObserver:
         function = call.get("function") or {}
         arguments = function.get("arguments") if isinstance(function, dict) else None
         if isinstance(arguments, str):
-            self.estimated_output_tokens += estimate_tokens(arguments)
+            self.estimated_output_tokens += self._count(arguments)
         if not self.keep_content:
             return
         slot = acc.tool_calls.setdefault(

@@ -65,10 +65,14 @@ def drop_database(server_url: str, url: str) -> None:
 
 
 def _migrated(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    label: str,
+    backend: str | None = None,
 ) -> Iterator[str]:
-    """A new migrated database on the backend ``request.param`` names; dropped after."""
-    if request.param == "sqlite":
+    """A new migrated database on ``backend`` (default: the one ``request.param``
+    names); dropped after."""
+    if (backend or request.param) == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp(label) / 'tollhouse.db'}"
         migrations.upgrade(url)
         yield url
@@ -100,6 +104,14 @@ def fresh_database_url(
 ) -> Iterator[str]:
     """A new migrated database for one test (for tests that tamper with it)."""
     yield from _migrated(request, tmp_path_factory, "fresh")
+
+
+@pytest.fixture
+def fresh_postgres_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A new migrated PostgreSQL database, for what only holds across processes there."""
+    yield from _migrated(request, tmp_path_factory, "fresh", backend="postgresql")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"  # reads audit records including content, exports, verifies
     SRE = "sre"  # metrics, drift, upstream health, chain status: never content
     APP = "app"  # the proxy endpoints (/v1/...) only
+    FINANCE = "finance"  # spend reports and the price table
 
 
 class Permission(StrEnum):
@@ -34,6 +35,8 @@ class Permission(StrEnum):
     AUDIT_VERIFY = "audit:verify"  # chain and checkpoint status
     AUDIT_MANAGE = "audit:manage"  # checkpoints, forget, purge
     OPS_READ = "ops:read"  # health, upstreams, metrics, drift
+    SPEND_READ = "spend:read"  # spend rollups, budgets and their use, prices
+    PRICES_MANAGE = "prices:manage"  # load new prices
 
 
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -50,10 +53,12 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.AUDIT_CONTENT,
             Permission.AUDIT_VERIFY,
+            Permission.SPEND_READ,
         }
     ),
-    Role.SRE: frozenset({Permission.AUDIT_VERIFY, Permission.OPS_READ}),
+    Role.SRE: frozenset({Permission.AUDIT_VERIFY, Permission.OPS_READ, Permission.SPEND_READ}),
     Role.APP: frozenset({Permission.PROXY}),
+    Role.FINANCE: frozenset({Permission.SPEND_READ, Permission.PRICES_MANAGE}),
 }
 
 

@@ -1,11 +1,18 @@
-"""The record hash: format 1 of docs/audit-format.md, the one definition Tollhouse uses.
+"""The record hash: formats 1 and 2 of docs/audit-format.md, the one definition in use.
 
 A record's hash is SHA-256 over a compact JSON array: a format tag, then every hashed
-field in a fixed order, each ``null``, a boolean, an integer or a string. Timestamps,
-money and milliseconds become strings of a fixed shape; JSON columns are hashed as the
-exact text stored in the database (the engine stores the text `canonical_json_text`
-produces, and the writer hashes that same text). The array is written by orjson, whose
-output for these types is the minimal JSON the document specifies.
+field of that format in a fixed order, each ``null``, a boolean, an integer or a string.
+Timestamps, money and milliseconds become strings of a fixed shape; JSON columns are
+hashed as the exact text stored in the database (the engine stores the text
+`canonical_json_text` produces, and the writer hashes that same text). The array is
+written by orjson, whose output for these types is the minimal JSON the document
+specifies.
+
+Every chain has one format for its whole life (``audit_chains.format``), and each of its
+records is hashed and verified with that format. Format 2 hashes format 1's fields
+followed by ``cached_input_tokens`` and ``price_id``. Chains created from now on use
+`FORMAT`; older chains keep theirs: the shared ``admin`` chain and ``migrated-0003``,
+both created by migration 0003, are format 1 for good.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import decimal
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +30,7 @@ import orjson
 
 from governance.db.types import canonical_json_text
 
-FORMAT = 1
+FORMAT = 2  # the format of chains created now; existing chains keep their own
 GENESIS = "0" * 64
 SHARED_CHAIN = "admin"  # administrative records, appended under a row lock
 _MONEY = Decimal("1e-12")
@@ -73,7 +81,7 @@ def _json(value: Any) -> str | None:
 _Convert = Callable[[Any], Any]
 
 # (field, conversion), in hash order; None: the value as it is (text or integer).
-# Changing this list is a new format number.
+# Format 1. Never change it: a changed list is a new format number.
 FIELDS_V1: tuple[tuple[str, _Convert | None], ...] = (
     ("chain_id", None),
     ("seq", None),
@@ -115,34 +123,71 @@ FIELDS_V1: tuple[tuple[str, _Convert | None], ...] = (
     ("decision", _json),
     ("shadow", _json),
 )
-JSON_FIELDS = frozenset(name for name, conv in FIELDS_V1 if conv is _json)
-HASHED_FIELDS: tuple[str, ...] = tuple(name for name, _ in FIELDS_V1)
-_CONVERTED = tuple(
-    (index, conv) for index, (_, conv) in enumerate(FIELDS_V1, start=1) if conv is not None
+# Format 2: format 1's fields, then two plain integers (migration 0004's columns).
+FIELDS_V2: tuple[tuple[str, _Convert | None], ...] = (
+    *FIELDS_V1,
+    ("cached_input_tokens", None),
+    ("price_id", None),
 )
-TAG = "tollhouse-audit/1"
 
 
-def preimage(values: Sequence[Any]) -> bytes:
-    """The hashed bytes of one record, ``values`` in `HASHED_FIELDS` order."""
-    items: list[Any] = [TAG, *values]
-    if len(items) != len(FIELDS_V1) + 1:
-        raise ValueError(f"expected {len(FIELDS_V1)} values, got {len(values)}")
-    for index, convert in _CONVERTED:
+@dataclass(frozen=True, slots=True)
+class _Format:
+    tag: str
+    names: tuple[str, ...]
+    converted: tuple[tuple[int, _Convert], ...]  # (index in the preimage array, conversion)
+
+
+def _format(tag: str, fields: tuple[tuple[str, _Convert | None], ...]) -> _Format:
+    converted = tuple(
+        (index, conv) for index, (_, conv) in enumerate(fields, start=1) if conv is not None
+    )
+    return _Format(tag, tuple(name for name, _ in fields), converted)
+
+
+_FORMATS: dict[int, _Format] = {
+    1: _format("tollhouse-audit/1", FIELDS_V1),
+    2: _format("tollhouse-audit/2", FIELDS_V2),
+}
+FORMATS = frozenset(_FORMATS)  # every format this version can hash and verify
+# Every hashed column: the newest format's fields (each format's are a prefix of these).
+HASHED_FIELDS: tuple[str, ...] = _FORMATS[max(_FORMATS)].names
+JSON_FIELDS = frozenset(name for name, conv in FIELDS_V2 if conv is _json)
+
+
+def _spec(fmt: int) -> _Format:
+    spec = _FORMATS.get(fmt) if type(fmt) is int else None
+    if spec is None:
+        raise ValueError(f"unknown audit hash format {fmt!r}")
+    return spec
+
+
+def hashed_fields(fmt: int = FORMAT) -> tuple[str, ...]:
+    """The fields format ``fmt`` hashes, in order (a prefix of `HASHED_FIELDS`)."""
+    return _spec(fmt).names
+
+
+def preimage(values: Sequence[Any], fmt: int = FORMAT) -> bytes:
+    """The hashed bytes of one record, ``values`` in `hashed_fields` (``fmt``) order."""
+    spec = _spec(fmt)
+    items: list[Any] = [spec.tag, *values]
+    if len(items) != len(spec.names) + 1:
+        raise ValueError(f"format {fmt} expects {len(spec.names)} values, got {len(values)}")
+    for index, convert in spec.converted:
         value = items[index]
         if value is not None:
             items[index] = convert(value)
     return orjson.dumps(items)
 
 
-def record_hash(values: Sequence[Any]) -> str:
+def record_hash(values: Sequence[Any], fmt: int = FORMAT) -> str:
     """Hex SHA-256 of `preimage`."""
-    return hashlib.sha256(preimage(values)).hexdigest()
+    return hashlib.sha256(preimage(values, fmt)).hexdigest()
 
 
-def hash_row(row: Mapping[str, Any]) -> str:
-    """`record_hash` of a mapping with (at least) every hashed field."""
-    return record_hash([row.get(name) for name in HASHED_FIELDS])
+def hash_row(row: Mapping[str, Any], fmt: int = FORMAT) -> str:
+    """`record_hash` of a mapping with (at least) every field ``fmt`` hashes."""
+    return record_hash([row.get(name) for name in _spec(fmt).names], fmt)
 
 
 def content_digest(body: bytes) -> str:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from governance.audit.chain import hash_row
+from governance.audit.chain import FORMAT, HASHED_FIELDS, hash_row, hashed_fields
 from governance.db.types import canonical_json_text
 
 
@@ -102,8 +102,13 @@ def chained_row(
     *,
     content_digest: str | None = None,
     content_key_id: str | None = None,
+    fmt: int = FORMAT,
 ) -> dict[str, Any]:
-    """The ``audit_records`` row of ``entry`` at ``seq`` in ``chain_id``, hash included."""
+    """The ``audit_records`` row of ``entry`` at ``seq`` in ``chain_id``, hash included.
+
+    ``fmt`` is the chain's hash format. A field that format does not hash must be empty
+    (``cached_input_tokens`` on a format-1 chain): it would be stored unprotected.
+    """
     row = entry.as_row()
     for name in _CONTENT_FIELDS:
         del row[name]
@@ -114,5 +119,9 @@ def chained_row(
         content_digest=content_digest,
         content_key_id=content_key_id,
     )
-    row["record_hash"] = hash_row(row)
+    hashed = hashed_fields(fmt)
+    for name in HASHED_FIELDS[len(hashed) :]:
+        if row.get(name) is not None:
+            raise ValueError(f"audit hash format {fmt} cannot record {name}; it is not hashed")
+    row["record_hash"] = hash_row(row, fmt)
     return row

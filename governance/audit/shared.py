@@ -5,6 +5,10 @@ written by the service making the change, in the same transaction as the change,
 change and its record commit or fail together. They share one chain; appending takes the
 chain's head row lock (an ``UPDATE ... RETURNING``), which serialises admin writers only,
 at admin rates. Request records never come here: each proxy process owns its own chain.
+
+Records are hashed with the shared chain's own format (``audit_chains.format``, read by
+the same locking statement): the chain was created by migration 0003 with format 1 and
+keeps it for good, whatever format new writer chains use.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ def append_shared(session: Session, entry: AuditEntry) -> int:
         update(AuditChain)
         .where(AuditChain.chain_id == SHARED_CHAIN)
         .values(head_seq=AuditChain.head_seq + 1)
-        .returning(AuditChain.head_seq, AuditChain.head_hash)
+        .returning(AuditChain.head_seq, AuditChain.head_hash, AuditChain.format)
     ).one_or_none()
     if locked is None:
         raise RuntimeError(
             f"the {SHARED_CHAIN!r} audit chain is missing; run `tollhouse db upgrade`"
         )
-    seq, prev_hash = locked
-    row = chained_row(entry, SHARED_CHAIN, seq, prev_hash)
+    seq, prev_hash, fmt = locked
+    row = chained_row(entry, SHARED_CHAIN, seq, prev_hash, fmt=fmt)
     session.execute(insert(AuditRecord), [row])
     session.execute(
         update(AuditChain)

@@ -3,12 +3,17 @@
 Every check the document docs/audit-format.md describes, in one pass per chain ordered
 by sequence number, streaming rows (memory stays flat however long the trail). The
 report names each problem's chain, sequence number, record id and request id, and which
-check failed: ``seq`` (a gap), ``record_hash`` (a field changed), ``prev_hash`` (a
-broken link: a record removed, inserted or moved), ``content`` (stored content changed,
-or missing without a purge or forget that explains it), ``head`` (records missing at
-the end of a chain), ``checkpoint`` (a signature, a link between checkpoints, or a
-signed head that the chain no longer has), ``anchor`` (an exported checkpoint that the
-database no longer holds).
+check failed: ``chain`` (a chain without its ``audit_chains`` row, or whose row names a
+hash format this version does not know), ``seq`` (a gap), ``record_hash`` (a field
+changed), ``prev_hash`` (a broken link: a record removed, inserted or moved), ``content``
+(stored content changed, or missing without a purge or forget that explains it),
+``head`` (records missing at the end of a chain), ``checkpoint`` (a signature, a link
+between checkpoints, or a signed head that the chain no longer has), ``anchor`` (an
+exported checkpoint that the database no longer holds).
+
+Each record is hashed with its chain's format (``audit_chains.format``). Where that is
+unknown (no row, or a format number not in `FORMATS`) the chain is reported, and each of
+its records is accepted if its stored hash matches under any known format.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from sqlalchemy import Connection, Engine, Text, and_, cast, func, select, type_
 from sqlalchemy.types import NullType
 
 from governance.audit.chain import (
+    FORMATS,
     GENESIS,
     HASHED_FIELDS,
     JSON_FIELDS,
     SHARED_CHAIN,
+    hashed_fields,
     record_hash,
 )
 from governance.audit.checkpoint import Checkpoint, iter_checkpoints, verify_signature
@@ -96,8 +103,9 @@ class _Erasures:
         return at is not None and recorded_at <= at
 
 
-# The hashed columns as the driver returns them (no SQLAlchemy type processing, which
-# would cost more than the hash); JSON columns as their stored text.
+# The hashed columns of every format (each format's are a prefix) as the driver returns
+# them (no SQLAlchemy type processing, which would cost more than the hash); JSON columns
+# as their stored text.
 _COLUMNS = [
     cast(AuditRecord.__table__.c[name], Text).label(name)
     if name in JSON_FIELDS
@@ -112,6 +120,18 @@ _RECORDED = HASHED_FIELDS.index("recorded_at")
 _APP = HASHED_FIELDS.index("app")
 _USER = HASHED_FIELDS.index("end_user")
 _DIGEST = HASHED_FIELDS.index("content_digest")
+# (format, number of hashed fields) of every known format, tried for a chain whose format
+# is unknown.
+_ANY_FORMAT = tuple((fmt, len(hashed_fields(fmt))) for fmt in sorted(FORMATS))
+
+
+def _known(fmt: Any) -> bool:
+    return type(fmt) is int and fmt in FORMATS
+
+
+def _formats(fmt: Any) -> tuple[tuple[int, int], ...]:
+    """The formats to check a chain's records with: its own, or every one if unknown."""
+    return ((fmt, len(hashed_fields(fmt))),) if _known(fmt) else _ANY_FORMAT
 
 
 def verify_trail(
@@ -129,13 +149,19 @@ def verify_trail(
     with engine.connect() as connection:
         erasures = _erasures(connection)
         listed = {
-            chain_id: (head_seq, head_hash)
-            for chain_id, head_seq, head_hash in connection.execute(
-                select(AuditChain.chain_id, AuditChain.head_seq, AuditChain.head_hash)
+            chain_id: (head_seq, head_hash, fmt)
+            for chain_id, head_seq, head_hash, fmt in connection.execute(
+                select(
+                    AuditChain.chain_id,
+                    AuditChain.head_seq,
+                    AuditChain.head_hash,
+                    type_coerce(AuditChain.format, NullType()),  # as stored, unconverted
+                )
             )
         }
         recorded = set(connection.execute(select(AuditRecord.chain_id).distinct()).scalars())
-        for chain_id in sorted(set(signed) | recorded - set(listed)):
+        chains = sorted(listed.keys() | signed.keys() | recorded)
+        for chain_id in chains:
             if chain_id not in listed:
                 report.problems.append(
                     Problem(
@@ -145,14 +171,25 @@ def verify_trail(
                         chain_id,
                     )
                 )
-        for chain_id in sorted(listed.keys() | signed.keys() | recorded):
-            head_seq, head_hash = listed.get(chain_id, (None, None))
+            elif not _known(fmt := listed[chain_id][2]):
+                report.problems.append(
+                    Problem(
+                        "chain",
+                        f"the chain's audit_chains row names hash format {fmt!r}, which this "
+                        f"version does not know (it knows {sorted(FORMATS)}): the row was "
+                        "changed, or the trail needs a newer Tollhouse to verify",
+                        chain_id,
+                    )
+                )
+        for chain_id in chains:
+            head_seq, head_hash, fmt = listed.get(chain_id, (None, None, None))
             report.chains += 1
             _verify_chain(
                 connection,
                 chain_id,
                 head_seq,
                 head_hash,
+                _formats(fmt),
                 signed.get(chain_id, {}),
                 erasures,
                 since,
@@ -263,6 +300,7 @@ def _verify_chain(
     chain_id: str,
     head_seq: int | None,
     head_hash: str | None,
+    formats: tuple[tuple[int, int], ...],
     signed: Mapping[int, tuple[str, int]],
     erasures: _Erasures,
     since: dt.datetime | None,
@@ -308,11 +346,7 @@ def _verify_chain(
                     "or moved",
                 )
             )
-        try:
-            computed = record_hash(values[:_N])
-        except (TypeError, ValueError, ArithmeticError):  # a value of the wrong type
-            computed = None
-        if computed != stored_hash:
+        if not _hash_matches(values, stored_hash, formats):
             problems.append(
                 problem(
                     "record_hash",
@@ -372,6 +406,23 @@ def _verify_chain(
                 head_seq,
             )
         )
+
+
+def _hash_matches(values: Any, stored_hash: Any, formats: tuple[tuple[int, int], ...]) -> bool:
+    """Whether ``stored_hash`` is the hash of ``values`` under one of ``formats``
+    ((format, number of fields) pairs; one, the chain's, unless its format is unknown).
+
+    The columns a format does not hash (those of later formats) must be empty: Tollhouse
+    never fills them on such a chain, and the hash would not protect a value there."""
+    for fmt, count in formats:
+        if any(value is not None for value in values[count:_N]):
+            continue
+        try:
+            if record_hash(values[:count], fmt) == stored_hash:
+                return True
+        except (TypeError, ValueError, ArithmeticError):  # a value of the wrong type
+            continue
+    return False
 
 
 def _moment(value: Any) -> dt.datetime:

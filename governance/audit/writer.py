@@ -12,6 +12,10 @@ and links each to the previous record's hash, so writers in other processes neve
 on it. The head (last seq and hash) advances only when a batch commits; after a failed
 batch it is re-read from the database, because a commit whose acknowledgement was lost
 may still have landed. Content is sealed here too (`DataKeys`), off the event loop.
+
+An optional ``ledger`` (`governance.spend.ledger.Ledger`) adds each batch's completed
+records to the spend rollups and counters in the same transaction, so they commit or
+fail together with the records.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
@@ -54,6 +58,10 @@ _MOVE_HEAD = (
 )
 
 
+class BatchLedger(Protocol):
+    def apply(self, connection: Connection, records: Sequence[AuditEntry]) -> None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     entries: Sequence[AuditEntry]
@@ -76,8 +84,10 @@ class AuditWriter:
         queue_max: int = 20_000,
         data_keys: DataKeys | None = None,
         chain_id: str | None = None,
+        ledger: BatchLedger | None = None,
     ) -> None:
         self._engine = engine
+        self._ledger = ledger
         self.chain_id = chain_id or f"w-{secrets.token_hex(8)}"
         self._data_keys = data_keys
         self._head: tuple[int, str] | None = None  # None: unknown, read it from the database
@@ -275,6 +285,8 @@ class AuditWriter:
         connection.execute(_INSERT_RECORDS, rows)
         if contents:
             connection.execute(_INSERT_CONTENT, contents)
+        if self._ledger is not None:
+            self._ledger.apply(connection, entries)
         return seq, last_hash
 
     def _content(

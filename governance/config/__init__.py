@@ -5,10 +5,10 @@ from governance.config.schema import (
     AuditConfig,
     DeploymentConfig,
     ModelConfig,
-    PriceConfig,
     RetryConfig,
     ServerConfig,
     Settings,
+    SpendConfig,
     UpstreamConfig,
 )
 
@@ -17,10 +17,10 @@ __all__ = [
     "AuditConfig",
     "DeploymentConfig",
     "ModelConfig",
-    "PriceConfig",
     "RetryConfig",
     "ServerConfig",
     "Settings",
+    "SpendConfig",
     "UpstreamConfig",
     "load_settings",
     "resolve_config_path",

@@ -5,7 +5,6 @@ The README's "Configuration reference" documents every field; keep the two in st
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -41,6 +40,12 @@ class UpstreamConfig(_Strict):
         default=60.0, gt=0, description="read timeout: first byte and between chunks"
     )
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    tokenizer_file: str | None = Field(
+        default=None,
+        description="a Hugging Face tokenizer.json counting tokens when this upstream "
+        "reports no usage (else a built-in estimate); either way the record is "
+        "marked estimated",
+    )
     max_connections: int = Field(default=256, ge=1)
 
     @field_validator("base_url")
@@ -70,14 +75,27 @@ class ModelConfig(_Strict):
         return self
 
 
-class PriceConfig(_Strict):
-    """Price of a model alias per million tokens, in force from ``effective_from`` (UTC)."""
+class SpendConfig(_Strict):
+    """Prices live in the database (``tollhouse prices load``); these settings say how the
+    proxy uses them."""
 
-    model: Name
-    input: Price
-    output: Price
-    effective_from: dt.date
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = Field(
+        default="USD", description="the one currency of prices and budgets"
+    )
+    prices_file: str | None = Field(
+        default=None,
+        description="a price file (docs/spend.md) loaded into the database at start-up; "
+        "rows already there are left alone, a changed row stops start-up",
+    )
+    prices_refresh_s: float = Field(
+        default=30.0, gt=0, description="how often a proxy re-reads the price table"
+    )
+    inflight_output_tokens: int = Field(
+        default=256,
+        ge=0,
+        description="output tokens assumed for a request in flight without max_tokens, "
+        "when budgets count what is not yet billed",
+    )
 
 
 class RetryConfig(_Strict):
@@ -153,7 +171,7 @@ class Settings(_Strict):
     server: ServerConfig = ServerConfig()
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
-    pricing: list[PriceConfig] = Field(default_factory=list)
+    spend: SpendConfig = SpendConfig()
     retry: RetryConfig = RetryConfig()
     audit: AuditConfig = AuditConfig()
     access: AccessConfig = AccessConfig()
@@ -170,7 +188,6 @@ class Settings(_Strict):
         _unique("upstreams", [u.name for u in self.upstreams])
         _unique("models", [m.name for m in self.models])
         upstreams = {u.name for u in self.upstreams}
-        models = {m.name for m in self.models}
         for i, model in enumerate(self.models):
             for j, dep in enumerate(model.deployments):
                 if dep.upstream not in upstreams:
@@ -178,13 +195,6 @@ class Settings(_Strict):
                         f"models[{i}].deployments[{j}].upstream: unknown upstream "
                         f"{dep.upstream!r} (known: {sorted(upstreams)})"
                     )
-        seen: set[tuple[str, dt.date]] = set()
-        for i, price in enumerate(self.pricing):
-            if price.model not in models:
-                raise ValueError(f"pricing[{i}].model: unknown model {price.model!r}")
-            if (price.model, price.effective_from) in seen:
-                raise ValueError(f"pricing[{i}]: two prices for {price.model!r} on the same date")
-            seen.add((price.model, price.effective_from))
         return self
 
     def upstream(self, name: str) -> UpstreamConfig:

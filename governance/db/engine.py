@@ -8,6 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from governance.db.money import register_sqlite_functions
 from governance.db.types import canonical_json_text
 from governance.errors import ConfigError
 
@@ -53,6 +54,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")  # an audit record is durable once committed
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    register_sqlite_functions(dbapi_connection)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

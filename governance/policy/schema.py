@@ -11,6 +11,7 @@ generated from these models.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,7 @@ Name = Annotated[
 ]
 EntityType = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
+Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
 
 
 class _Strict(BaseModel):
@@ -120,10 +122,50 @@ class AuditRules(_Strict):
     content: AuditContent = "none"
 
 
-class BudgetPlaceholder(BaseModel):
-    """Reserved for the spend issue; kept verbatim, not enforced yet."""
+class Budget(_Strict):
+    """A spending limit per app, team, key or end user, per UTC day or month.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    ``cost`` is in the deployment's currency (``spend.currency``); ``tokens`` counts input
+    plus output tokens. At the limit, requests get 429 until the period resets; from
+    ``alert_at`` (a fraction of the limit) on, an alert is raised and answers carry a
+    warning header. A budget of scope ``team`` or ``end_user`` does not apply to requests
+    without a team or a ``user``.
+    """
+
+    name: Name
+    scope: Literal["app", "team", "key", "end_user"]
+    period: Literal["daily", "monthly"]
+    cost: Money | None = None
+    tokens: int | None = Field(default=None, gt=0)
+    alert_at: Score = 0.8
+
+    @model_validator(mode="after")
+    def _has_limit(self) -> Budget:
+        if self.cost is None and self.tokens is None:
+            raise ValueError(f"budget {self.name!r}: give cost, tokens or both")
+        return self
+
+
+class RateLimit(_Strict):
+    """Requests and/or tokens (input plus output) per UTC minute, per key or per app."""
+
+    scope: Literal["key", "app"]
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _has_limit(self) -> RateLimit:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("a rate limit needs requests_per_minute, tokens_per_minute or both")
+        return self
+
+
+def _unique_budget_names(budgets: list[Budget] | None) -> list[Budget] | None:
+    names = [b.name for b in budgets or ()]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate budget names {dupes}")
+    return budgets
 
 
 class Rules(_Strict):
@@ -136,8 +178,10 @@ class Rules(_Strict):
     content: ContentRules = ContentRules()
     response: ResponseRules = ResponseRules()
     audit: AuditRules = AuditRules()
-    budgets: list[BudgetPlaceholder] = Field(default_factory=list)
-    rate_limits: list[BudgetPlaceholder] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+
+    _budget_names = field_validator("budgets")(_unique_budget_names)
 
 
 class PartialRules(_Strict):
@@ -150,8 +194,10 @@ class PartialRules(_Strict):
     content: ContentRules | None = None
     response: ResponseRules | None = None
     audit: AuditRules | None = None
-    budgets: list[BudgetPlaceholder] | None = None
-    rate_limits: list[BudgetPlaceholder] | None = None
+    budgets: list[Budget] | None = None
+    rate_limits: list[RateLimit] | None = None
+
+    _budget_names = field_validator("budgets")(_unique_budget_names)
 
 
 class Selector(_Strict):

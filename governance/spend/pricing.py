@@ -1,9 +1,12 @@
-"""Effective-dated prices and exact cost arithmetic.
+"""Effective-dated prices per upstream model, and exact cost arithmetic.
 
-Cost = input_tokens x input price + output_tokens x output price, prices per million
-tokens, in `Decimal` end to end. The price in force is the latest one whose
-``effective_from`` (a UTC date) is on or before the request's time: a new price
-never applies retroactively.
+A price is per million tokens, for one model at one upstream (``alpha`` serving
+``llama-3.1-8b``), in force from its ``effective_from`` (a UTC date) until the next
+price of that model. The price of a request is the one in force when it started: a new
+price never applies to requests before its date, and stored costs are never recomputed.
+
+Cost = uncached input x input + cached input x cached_input + output x output, all in
+`Decimal`; prices have at most six decimals, so a cost has at most twelve and is exact.
 """
 
 from __future__ import annotations
@@ -14,37 +17,63 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from governance.config.schema import PriceConfig
+from governance.db.spend_models import PriceRecord
+
+_PER_TOKEN = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
-class Cost:
-    amount: Decimal
-    currency: str
+class Price:
+    id: int
+    upstream: str
+    model: str
     effective_from: dt.date
+    currency: str
+    input: Decimal
+    cached_input: Decimal | None
+    output: Decimal
+
+    @classmethod
+    def of(cls, row: PriceRecord) -> Price:
+        return cls(
+            id=row.id,
+            upstream=row.upstream,
+            model=row.model,
+            effective_from=row.effective_from,
+            currency=row.currency,
+            input=row.input,
+            cached_input=row.cached_input,
+            output=row.output,
+        )
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
+        """The exact cost of a request's tokens (``cached_input_tokens`` is a part of
+        ``input_tokens``, as providers report it)."""
+        cached = min(max(cached_input_tokens, 0), input_tokens)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        total = (input_tokens - cached) * self.input + cached * cached_price
+        return (total + output_tokens * self.output) / _PER_TOKEN
 
 
-class PriceTable:
-    def __init__(self, prices: Iterable[PriceConfig]) -> None:
-        by_model: dict[str, list[PriceConfig]] = {}
+class PriceBook:
+    """Every price, by (upstream, model), sorted by date; immutable once built."""
+
+    def __init__(self, prices: Iterable[Price] = ()) -> None:
+        by_model: dict[tuple[str, str], list[Price]] = {}
         for price in prices:
-            by_model.setdefault(price.model, []).append(price)
-        self._prices = {m: sorted(ps, key=lambda p: p.effective_from) for m, ps in by_model.items()}
-        self._dates = {m: [p.effective_from for p in ps] for m, ps in self._prices.items()}
+            by_model.setdefault((price.upstream, price.model), []).append(price)
+        self._prices = {
+            key: sorted(ps, key=lambda p: p.effective_from) for key, ps in by_model.items()
+        }
+        self._dates = {key: [p.effective_from for p in ps] for key, ps in self._prices.items()}
 
-    def price_at(self, model: str, at: dt.datetime) -> PriceConfig | None:
-        dates = self._dates.get(model)
+    def __len__(self) -> int:
+        return sum(len(ps) for ps in self._prices.values())
+
+    def price_at(self, upstream: str, model: str, at: dt.datetime) -> Price | None:
+        """The price in force at ``at``, or None when the model has none yet."""
+        dates = self._dates.get((upstream, model))
         if not dates:
             return None
         index = bisect.bisect_right(dates, at.astimezone(dt.UTC).date()) - 1
-        return self._prices[model][index] if index >= 0 else None
-
-    def cost(
-        self, model: str, at: dt.datetime, input_tokens: int, output_tokens: int
-    ) -> Cost | None:
-        """The exact cost, or None when no price is in force for the model at that time."""
-        price = self.price_at(model, at)
-        if price is None:
-            return None
-        amount = (input_tokens * price.input + output_tokens * price.output).scaleb(-6)
-        return Cost(amount=amount, currency=price.currency, effective_from=price.effective_from)
+        return self._prices[(upstream, model)][index] if index >= 0 else None

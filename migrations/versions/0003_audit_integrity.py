@@ -1,8 +1,12 @@
 """audit integrity: hash chains, content table, data keys, checkpoints; principals; approvals
 
 Existing audit records are chained, in id order, into one chain ``migrated-0003`` (hash
-format 1); their content moves to ``audit_content`` as plaintext. Existing keys get one
-``app`` principal per (app, team).
+format 1); their content moves to ``audit_content`` as plaintext. The shared ``admin``
+chain is created here too, also with format 1. Existing keys get one ``app`` principal
+per (app, team).
+
+This revision always writes format 1, whatever `chain.FORMAT` says now: the table has
+only format 1's columns at this point, and a chain keeps its format for good.
 
 Revision ID: 0003
 Revises: 0002
@@ -29,6 +33,10 @@ depends_on = None
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Time = governance.db.types.UTCDateTime
 MIGRATED_CHAIN = "migrated-0003"
+# Hash format 1 (docs/audit-format.md), pinned: later formats hash columns added later.
+_FORMAT = 1
+_HASHED = tuple(name for name, _ in chain.FIELDS_V1)
+_JSON = tuple(name for name in _HASHED if name in chain.JSON_FIELDS)
 
 
 def upgrade() -> None:
@@ -117,7 +125,7 @@ def _create_shared_chain() -> None:
         ).bindparams(
             sa.bindparam("t", dt.datetime.now(dt.UTC), type_=_Time(timezone=True)),
             c=chain.SHARED_CHAIN,
-            f=chain.FORMAT,
+            f=_FORMAT,
             g=chain.GENESIS,
         )
     )
@@ -223,8 +231,15 @@ def _record_table() -> sa.TableClause:
         "cost": governance.db.types.ExactDecimal(),
         "stream": sa.Boolean(),
         "usage_estimated": sa.Boolean(),
+        "seq": sa.BigInteger(),
+        "http_status": sa.Integer(),
+        "input_tokens": sa.Integer(),
+        "output_tokens": sa.Integer(),
+        "policy_version": sa.Integer(),
+        "latency_ms": sa.Float(),
+        "ttft_ms": sa.Float(),
     }
-    names = {"id", "request_content", "response_content", *chain.HASHED_FIELDS}
+    names = {"id", "request_content", "response_content", "record_hash", *_HASHED}
     return sa.table("audit_records", *(sa.column(n, typed.get(n, sa.Text())) for n in names))
 
 
@@ -250,8 +265,9 @@ def _chain_existing(bind: sa.Connection) -> None:
         sa.column("signed_seq", sa.BigInteger),
         sa.column("closed_at", _Time(timezone=True)),
     )
-    text_columns = [sa.cast(records.c[n], sa.Text).label(n) for n in chain.JSON_FIELDS]
-    other = [c for c in records.c if c.name not in chain.JSON_FIELDS]
+    as_text = (*_JSON, "request_content", "response_content")  # JSON columns, as stored
+    text_columns = [sa.cast(records.c[n], sa.Text).label(n) for n in as_text]
+    other = [c for c in records.c if c.name not in as_text]
     rows = bind.execute(sa.select(*other, *text_columns).order_by(records.c.id)).mappings().all()
     if not rows:
         return
@@ -259,7 +275,7 @@ def _chain_existing(bind: sa.Connection) -> None:
     bind.execute(
         sa.insert(chains).values(
             chain_id=MIGRATED_CHAIN,
-            format=chain.FORMAT,
+            format=_FORMAT,
             kind="migrated",
             writer="migration 0003",
             started_at=now,
@@ -286,7 +302,7 @@ def _chain_existing(bind: sa.Connection) -> None:
                     chain_id=MIGRATED_CHAIN, seq=seq, encryption="none", body=body
                 )
             )
-        head = chain.hash_row(values)
+        head = chain.hash_row(values, _FORMAT)
         bind.execute(
             sa.update(records)
             .where(records.c.id == row["id"])

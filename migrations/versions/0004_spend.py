@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import governance.db.types
+from governance.spend.ledger import Ledger, Totals
 
 revision = "0004"
 down_revision = "0003"
@@ -122,6 +123,46 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_records", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cached_input_tokens", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("price_id", sa.BigInteger(), nullable=True))
+    _backfill_rollups()
+
+
+def _backfill_rollups() -> None:
+    """Sum the completed records already stored into the rollups and budget counters
+    (not the rate windows: those only matter for the current minute)."""
+    records = sa.table(
+        "audit_records",
+        *(
+            sa.column(name)
+            for name in (
+                "kind",
+                "status",
+                "app",
+                "team",
+                "key_id",
+                "end_user",
+                "requested_model",
+                "upstream",
+                "deployment_model",
+                "destination",
+                "input_tokens",
+                "cached_input_tokens",
+                "output_tokens",
+                "currency",
+            )
+        ),
+        sa.column("recorded_at", governance.db.types.UTCDateTime()),
+        sa.column("usage_estimated", sa.Boolean()),
+        sa.column("cost", governance.db.types.ExactDecimal()),
+    )
+    connection = op.get_bind()
+    totals = Totals({}, {}, {})
+    rows = connection.execute(
+        sa.select(records).where(records.c.kind == "completed").execution_options(yield_per=5000)
+    )
+    for row in rows:
+        totals.add(row)
+    if totals.daily:
+        Ledger().apply_totals(connection, Totals(totals.daily, totals.counters, {}))
 
 
 def downgrade() -> None:

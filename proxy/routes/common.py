@@ -25,6 +25,7 @@ async def forward(request: Request, spec: EndpointSpec) -> Response:
     request.state.request_id = call.request_id
     headers = {"x-request-id": call.request_id}
     await pipeline.admit(call, spec, await request.body())
+    headers.update(call.headers)
     try:
         if call.stream:
             relay = await cancel_on_disconnect(request.receive, pipeline.stream(call, spec))

@@ -1,4 +1,4 @@
-"""An independent verifier of a Tollhouse audit trail (format 1).
+"""An independent verifier of a Tollhouse audit trail (record hash formats 1 and 2).
 
 Written from ``docs/audit-format.md`` alone, without reading Tollhouse's code, as
 documentation-by-example for auditors: standard library, ``cryptography`` for Ed25519
@@ -10,8 +10,10 @@ and a database driver, nothing else. Section numbers below refer to that documen
 Where the document leaves room, this verifier reads it strictly: a stored value of the
 wrong type (text or 2 in a boolean column, " 0.5" or "NaN" as a cost) is never coerced,
 so it hashes differently; a signature must be the canonical Base64 of its bytes; a forget
-explains content only when exactly one of `app` / `end_user` is set. Problems come in
-this order: checkpoints (in id order), then each chain (by chain_id).
+explains content only when exactly one of `app` / `end_user` is set; a chain's format must
+be the integer 1 or 2. Problems come in this order: checkpoints (in id order), then
+chains without a row or with an unknown format (by chain_id), then each chain's records
+(by chain_id).
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ZEROS = "0" * 64
-FORMAT = "tollhouse-audit/1"
 
-# Section 3: the 39 hashed fields, in order, with the kind of each.
-FIELDS = [
+# Section 3: format 1's 39 hashed fields, in order, with the kind of each.
+FIELDS_V1 = [
     ("chain_id", "text"), ("seq", "int"), ("prev_hash", "text"), ("request_id", "text"),
     ("kind", "text"), ("recorded_at", "time"), ("app", "text"), ("team", "text"),
     ("key_id", "text"), ("end_user", "text"), ("endpoint", "text"),
@@ -50,6 +51,10 @@ FIELDS = [
     ("policy_name", "text"), ("policy_version", "int"), ("decision", "json"),
     ("shadow", "json"),
 ]  # fmt: skip
+# Section 3: format 2 is format 1's fields followed by two integers.
+FIELDS_V2 = [*FIELDS_V1, ("cached_input_tokens", "int"), ("price_id", "int")]
+# Section 3: audit_chains.format -> (tag, fields).
+FORMATS = {1: ("tollhouse-audit/1", FIELDS_V1), 2: ("tollhouse-audit/2", FIELDS_V2)}
 
 # A plain decimal number, as `cost` is stored on SQLite (no spaces, no NaN, no "_").
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -132,17 +137,33 @@ def _element(kind: str, value: Any) -> Any:
     raise ValueError(f"a {kind} field holds {type(value).__name__} {value!r}")
 
 
-def record_hash(row: dict[str, Any]) -> str | None:
-    """Section 3: hex(SHA-256(compact JSON ["tollhouse-audit/1", v_1, ..., v_39])).
+def _format(value: Any) -> int | None:
+    """Section 2: a chain's format, if it is one section 3 defines (else None)."""
+    return value if type(value) is int and value in FORMATS else None
+
+
+def record_hash(row: dict[str, Any], fmt: int) -> str | None:
+    """Section 3: hex(SHA-256(compact JSON [tag, v_1, ..., v_n])) under format ``fmt``:
+    ["tollhouse-audit/1", 39 values] or ["tollhouse-audit/2", 41 values].
 
     None when a field holds a value of the wrong type, which matches no stored hash.
     """
+    tag, fields = FORMATS[fmt]
     try:
-        values = [_element(kind, row[name]) for name, kind in FIELDS]
+        values = [_element(kind, row[name]) for name, kind in fields]
     except (ValueError, TypeError, ArithmeticError):
         return None
-    text = json.dumps([FORMAT, *values], ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps([tag, *values], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(_utf8(text)).hexdigest()
+
+
+def _matches(row: dict[str, Any], fmt: int) -> bool:
+    """Section 3: the stored record_hash is the hash under ``fmt``, and the columns that
+    ``fmt`` does not hash (format 2's fields, for format 1) are absent."""
+    hashed = {name for name, _ in FORMATS[fmt][1]}
+    if any(row[name] is not None for name, _ in FIELDS_V2 if name not in hashed):
+        return False
+    return record_hash(row, fmt) == row["record_hash"]
 
 
 def _key_id(key: Ed25519PublicKey) -> str:
@@ -254,15 +275,18 @@ def _erased(row: dict[str, Any], erasures: list[tuple[str, datetime, dict]]) -> 
 def _chain(
     db: _Db,
     chain_id: str,
-    listed: tuple[int, str] | None,
+    listed: tuple[int, str, Any] | None,
     heads: list[tuple[int, str]],
     erasures: list[tuple[str, datetime, dict]],
     result: Result,
 ) -> None:
-    """Section 6.2 for one chain; `listed` is its (head_seq, head_hash), if it has a row."""
-    if listed is None:
-        result.problem(chain_id, None, "chain is not listed in audit_chains")
-    names = [f"{name}::text" if db.pg and kind == "json" else name for name, kind in FIELDS]
+    """Section 6.2 for one chain; `listed` is its (head_seq, head_hash, format), if it has
+    a row. A chain whose format is unknown (no row, or not 1 or 2) was reported already;
+    its records are checked against both formats, and pass if one matches."""
+    fmt = _format(listed[2]) if listed is not None else None
+    formats = [fmt] if fmt is not None else sorted(FORMATS)
+    # Every column a format hashes (format 1's are a prefix of format 2's).
+    names = [f"{name}::text" if db.pg and kind == "json" else name for name, kind in FIELDS_V2]
     rows = db.rows(
         "SELECT " + ", ".join(names) + ", record_hash FROM audit_records "  # noqa: S608
         "WHERE chain_id = ? ORDER BY seq",
@@ -272,14 +296,14 @@ def _chain(
     stored: dict[int, str] = {}  # seq -> stored record_hash
     expected_seq, previous = 1, ZEROS
     for values in rows:
-        row = dict(zip([name for name, _ in FIELDS] + ["record_hash"], values, strict=True))
+        row = dict(zip([name for name, _ in FIELDS_V2] + ["record_hash"], values, strict=True))
         seq = row["seq"]
         result.records += 1
         if seq != expected_seq:
             result.problem(chain_id, seq, f"seq {seq} where {expected_seq} was expected")
         if row["prev_hash"] != (ZEROS if seq == 1 else previous):
             result.problem(chain_id, seq, "prev_hash does not link to the previous record")
-        if record_hash(row) != row["record_hash"]:
+        if not any(_matches(row, f) for f in formats):
             result.problem(chain_id, seq, "record_hash does not match the record")
         body = content.get(seq)
         if body is not None:
@@ -295,7 +319,7 @@ def _chain(
         elif stored[seq] != hash_:
             result.problem(chain_id, seq, "record differs from a signed checkpoint head")
     last = (rows[-1][1], rows[-1][-1]) if rows else (0, ZEROS)
-    if listed is not None and tuple(listed) != last:
+    if listed is not None and tuple(listed[:2]) != last:
         result.problem(chain_id, listed[0], "head_seq/head_hash is not the chain's last record")
 
 
@@ -312,11 +336,16 @@ def verify(url: str, public_keys_pem: list[bytes]) -> Result:
     try:
         heads = list(dict.fromkeys(_checkpoints(db, keys, result)))  # each head once
         erasures = _erasures(db)
-        rows = db.rows("SELECT chain_id, head_seq, head_hash FROM audit_chains")
-        listed = {chain_id: (seq, hash_) for chain_id, seq, hash_ in rows}
+        rows = db.rows("SELECT chain_id, head_seq, head_hash, format FROM audit_chains")
+        listed = {chain_id: (seq, hash_, fmt) for chain_id, seq, hash_, fmt in rows}
         # Section 6.2: every chain listed, named by a (used) checkpoint head, or by a record.
         chains = set(listed) | {c for c, _, _ in heads}
         chains |= {c for (c,) in db.rows("SELECT DISTINCT chain_id FROM audit_records")}
+        for chain_id in sorted(chains):  # problems of whole chains first
+            if chain_id not in listed:
+                result.problem(chain_id, None, "chain is not listed in audit_chains")
+            elif _format(listed[chain_id][2]) is None:
+                result.problem(chain_id, None, f"unknown format {listed[chain_id][2]!r}")
         for chain_id in sorted(chains):
             mine = [(seq, hash_) for c, seq, hash_ in heads if c == chain_id]
             _chain(db, chain_id, listed.get(chain_id), mine, erasures, result)

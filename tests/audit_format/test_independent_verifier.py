@@ -1,10 +1,10 @@
 """The verifier written from docs/audit-format.md alone agrees with `verify_trail`.
 
-Each test builds a realistic trail in a fresh database (three writer chains, the admin
-chain, three signed checkpoints, an unsigned tail), tampers with it the way an insider
-would (SQL straight into the tables), and runs both verifiers: both must accept the
-untouched trail and every legitimate erasure, and both must reject every tampering,
-naming the same (chain, seq) first.
+Each test builds a realistic trail in a fresh database (three writer chains in hash
+format 2, the admin chain in format 1, three signed checkpoints, an unsigned tail),
+tampers with it the way an insider would (SQL straight into the tables), and runs both
+verifiers: both must accept the untouched trail and every legitimate erasure, and both
+must reject every tampering, naming the same (chain, seq) first.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from governance.access import Principal
 from governance.audit import AuditEntry, AuditWriter, RecordKind
 from governance.audit.admin import admin_entry
-from governance.audit.chain import hash_row
+from governance.audit.chain import FORMAT, GENESIS, SHARED_CHAIN, hash_row
 from governance.audit.checkpoint import (
     Checkpointer,
     generate_signing_key,
@@ -40,7 +40,7 @@ from governance.audit.vault import DataKeys, MasterKey
 from governance.audit.verify import VerifyReport, verify_trail
 from governance.db import make_engine, session_factory
 from governance.db.models import AuditChain, AuditCheckpoint, AuditContent, AuditRecord
-from tests.audit_format.independent_verifier import Result, verify
+from tests.audit_format.independent_verifier import Result, record_hash, verify
 
 RECORDS = AuditRecord.__table__
 CONTENT = AuditContent.__table__
@@ -85,6 +85,9 @@ def make_entry(n: int, *, app: str, retention: str, end_user: str | None) -> Aud
         error_message="Zeitüberschreitung beim Upstream: 😕" if failed else None,
         finish_reasons=None if admitted or failed else ["length", "stop"][: 1 + n % 2],
         input_tokens=None if admitted else 3 * n,
+        # format 2's fields: cached tokens sometimes absent, sometimes 0
+        cached_input_tokens=None if admitted or n % 3 == 2 else (0 if n % 5 == 0 else n),
+        price_id=None if admitted else 1000 + n % 4,
         output_tokens=None if admitted or failed else 5 * n,
         usage_estimated=n % 2 == 0,
         cost=None if admitted else Decimal(n) * Decimal("0.000000123457"),
@@ -295,6 +298,10 @@ FIELD_CHANGES: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "content_digest": ("content_digest", lambda v: hashlib.sha256(b"other").hexdigest()),
     "content_key_id": ("content_key_id", lambda v: "0" * 24),
     "policy_version": ("policy_version", lambda v: v + 1),
+    "format 2 cached_input_tokens": ("cached_input_tokens", lambda v: v + 1),
+    "format 2 cached_input_tokens to NULL": ("cached_input_tokens", lambda v: None),
+    "format 2 price_id": ("price_id", lambda v: v + 1),
+    "format 2 price_id to NULL": ("price_id", lambda v: None),
 }
 
 
@@ -310,6 +317,24 @@ def test_a_changed_field_is_found_by_both(trail: Trail, change: str) -> None:
             .values({column: new_value(old)})
         )
     assert_both_fail_at(trail, (chain_id, seq))
+
+
+@pytest.mark.parametrize("column", ["cached_input_tokens", "price_id"])
+def test_a_changed_format_2_field_is_a_record_hash_problem_for_both(
+    trail: Trail, column: str
+) -> None:
+    """The two fields format 2 adds are covered by the hash of a format-2 chain's records."""
+    with trail.engine.begin() as connection:
+        chain_id, seq = pick(trail, connection, RECORDS.c[column] > 0)
+        connection.execute(
+            update(RECORDS)
+            .where(RECORDS.c.chain_id == chain_id, RECORDS.c.seq == seq)
+            .values({column: RECORDS.c[column] - 1})
+        )
+    assert_both_fail_at(trail, (chain_id, seq))
+    mine, reference = run_both(trail)
+    assert reference.first is not None and reference.first.check == "record_hash"
+    assert mine.problems[0] == (chain_id, seq, "record_hash does not match the record")
 
 
 def test_json_reformatted_with_the_same_value_is_found_by_both(trail: Trail) -> None:
@@ -508,6 +533,82 @@ def test_a_whole_chain_deleted_is_found_by_both(trail: Trail) -> None:
     assert newest in {(p.chain_id, p.seq) for p in reference.problems}, reference.problems
 
 
+# -- chain formats -----------------------------------------------------------------------
+def set_format(connection: Connection, chain_id: str, fmt: int) -> None:
+    connection.execute(update(CHAINS).where(CHAINS.c.chain_id == chain_id).values(format=fmt))
+
+
+@pytest.mark.parametrize(("which", "fmt"), [("writer", 1), ("admin", 2)])
+def test_a_chain_switched_to_the_other_format_is_found_by_both(
+    trail: Trail, which: str, fmt: int
+) -> None:
+    """Section 2: a chain never changes format; its records no longer hash under another."""
+    chain_id = trail.chains[1] if which == "writer" else SHARED_CHAIN
+    with trail.engine.begin() as connection:
+        set_format(connection, chain_id, fmt)
+    assert_both_fail_at(trail, (chain_id, 1))
+
+
+@pytest.mark.parametrize("column", ["cached_input_tokens", "price_id"])
+def test_a_format_2_field_set_on_a_format_1_chain_is_found_by_both(
+    trail: Trail, column: str
+) -> None:
+    """Section 3: format 1 does not hash these columns, so they must stay absent there."""
+    with trail.engine.begin() as connection:
+        connection.execute(
+            update(RECORDS)
+            .where(RECORDS.c.chain_id == SHARED_CHAIN, RECORDS.c.seq == 2)
+            .values({column: 5})
+        )
+    assert_both_fail_at(trail, (SHARED_CHAIN, 2))
+    mine, reference = run_both(trail)
+    assert reference.first is not None and reference.first.check == "record_hash"
+    assert mine.problems[0] == (SHARED_CHAIN, 2, "record_hash does not match the record")
+
+
+def test_a_chain_with_an_unknown_format_is_found_by_both(trail: Trail) -> None:
+    """Section 6.2: an unknown format is a problem of the chain; its records, which hash
+    under a known format, are not reported besides."""
+    chain_id = trail.chains[0]
+    with trail.engine.begin() as connection:
+        set_format(connection, chain_id, 3)
+    assert_both_fail_at(trail, (chain_id, None))
+    mine, reference = run_both(trail)
+    assert [p[:2] for p in mine.problems] == [(chain_id, None)], mine.problems
+    assert [(p.check, p.chain_id, p.seq) for p in reference.problems] == [("chain", chain_id, None)]
+
+
+def test_a_chain_rehashed_under_format_1_is_found_by_both(trail: Trail) -> None:
+    """Downgrading a chain to format 1 (dropping format 2's fields, which format 1 requires
+    to be absent) and re-linking it consistently, head included, changes every hash: the
+    signed heads tell."""
+    chain_id = trail.chains[1]
+    with trail.engine.begin() as connection:
+        rows = [
+            dict(row._mapping)
+            for row in connection.execute(
+                select(RECORDS).where(RECORDS.c.chain_id == chain_id).order_by(RECORDS.c.seq)
+            )
+        ]
+        prev_hash = GENESIS
+        for row in rows:
+            row.update(prev_hash=prev_hash, cached_input_tokens=None, price_id=None)
+            row["record_hash"] = prev_hash = hash_row(row, 1)
+            connection.execute(
+                update(RECORDS)
+                .where(RECORDS.c.id == row["id"])
+                .values(
+                    prev_hash=row["prev_hash"],
+                    record_hash=row["record_hash"],
+                    cached_input_tokens=None,
+                    price_id=None,
+                )
+            )
+        set_format(connection, chain_id, 1)
+        set_head(connection, chain_id)
+    assert_both_fail_at(trail, (chain_id, trail.signed(chain_id, 0)))
+
+
 # -- checkpoints -------------------------------------------------------------------------
 def test_a_deleted_checkpoint_is_found_by_both(trail: Trail) -> None:
     with trail.engine.begin() as connection:
@@ -548,6 +649,40 @@ def test_the_untouched_trail_passes_both(trail: Trail) -> None:
     assert_both_pass(trail)
     mine, _ = run_both(trail)
     assert mine.records == 4 * 3 * PER_PHASE + 3 and mine.checkpoints == 3
+
+
+def test_format_1_and_format_2_chains_pass_both_side_by_side(trail: Trail) -> None:
+    """Section 2: the admin chain (created by migration 0003) keeps format 1; writer
+    chains created since use format 2, with cached_input_tokens and price_id hashed."""
+    assert FORMAT == 2
+    with trail.engine.connect() as connection:
+        formats = dict(connection.execute(select(CHAINS.c.chain_id, CHAINS.c.format)).all())
+        records = [dict(row._mapping) for row in connection.execute(select(RECORDS))]
+        as_text = {
+            (row.chain_id, row.seq): row
+            for row in connection.execute(
+                text(
+                    "SELECT chain_id, seq, CAST(attempts AS TEXT) AS attempts,"
+                    " CAST(finish_reasons AS TEXT) AS finish_reasons,"
+                    " CAST(decision AS TEXT) AS decision, CAST(shadow AS TEXT) AS shadow"
+                    " FROM audit_records"
+                )
+            )
+        }
+    assert formats == {SHARED_CHAIN: 1, **dict.fromkeys(trail.chains, 2)}
+    admin = [r for r in records if r["chain_id"] == SHARED_CHAIN]
+    writers = [r for r in records if r["chain_id"] != SHARED_CHAIN]
+    assert len(admin) == 3 and len(writers) == 4 * 3 * PER_PHASE
+    assert {r["cached_input_tokens"] for r in writers} >= {None, 0, 1}
+    assert all(r["price_id"] is not None for r in writers if r["kind"] == "completed")
+    assert all(r["cached_input_tokens"] is r["price_id"] is None for r in admin)
+    for row in records:  # each under its chain's format, in both implementations
+        fmt = formats[row["chain_id"]]
+        other = 3 - fmt
+        assert hash_row(row, fmt) == row["record_hash"] != hash_row(row, other)
+        stored = {**row, **as_text[row["chain_id"], row["seq"]]._mapping}
+        assert record_hash(stored, fmt) == row["record_hash"] != record_hash(stored, other)
+    assert_both_pass(trail)
 
 
 def test_after_a_purge_both_pass(trail: Trail) -> None:

@@ -1,26 +1,50 @@
 """The hash chains, checkpoints and `audit verify`, on real SQLite and PostgreSQL.
 
-Tampering is done the way an insider would: SQL straight into the database.
+Tampering is done the way an insider would: SQL straight into the database. Writer
+chains use hash format 2; the shared admin chain (and ``migrated-0003``) keep format 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import make_url
 
+import migrations
+from governance.access import Principal
 from governance.audit import AuditEntry, AuditWriter, RecordKind
-from governance.audit.chain import GENESIS, hash_row
+from governance.audit.admin import admin_entry
+from governance.audit.chain import (
+    FORMAT,
+    FORMATS,
+    GENESIS,
+    HASHED_FIELDS,
+    SHARED_CHAIN,
+    hash_row,
+    hashed_fields,
+    preimage,
+    record_hash,
+)
 from governance.audit.checkpoint import Checkpointer, key_id_of, load_public_key, load_signing_key
+from governance.audit.shared import append_shared
 from governance.audit.verify import verify_trail
-from governance.db import AuditRecord
+from governance.db import AuditRecord, make_engine, session_factory
 from governance.db.models import AuditChain
+from governance.db.types import ExactDecimal, UTCDateTime
+from tests.audit_format.independent_verifier import Result
+from tests.audit_format.independent_verifier import verify as independent_verify
+from tests.conftest import create_database, drop_database
 from tests.support.audit_keys import write_audit_keys
 
 
@@ -37,6 +61,8 @@ def entry(i: int, app: str = "billing", **fields: object) -> AuditEntry:
         "content_retention": "none",
         "cost": Decimal("0.000123"),
         "input_tokens": i,
+        "cached_input_tokens": i // 2,  # format 2's fields
+        "price_id": 40 + i % 3,
         "output_tokens": 2 * i,
         "latency_ms": 12.5 + i,
         "finish_reasons": ["stop"],
@@ -169,6 +195,10 @@ def _tamper(engine: Engine, sql: str, **params: object) -> None:
         ("decision", '{"action":"allow","rules":[]}'),
         ("latency_ms", 0.5),
         ("end_user", "intruder"),
+        ("cached_input_tokens", 999),
+        ("cached_input_tokens", None),
+        ("price_id", 12345),
+        ("price_id", None),
     ],
 )
 def test_changing_any_field_is_caught_and_named(
@@ -298,3 +328,219 @@ def test_verify_since_reads_only_the_recent_part(engine: Engine) -> None:
     with engine.connect() as connection:
         total = connection.scalar(select(func.count()).select_from(AuditRecord))
     assert total and report.records < total
+
+
+# -- hash formats ------------------------------------------------------------------------
+OPERATOR = Principal.operator("test")
+
+
+def independent(url: str, keys: dict[str, str]) -> Result:
+    """The verifier written from docs/audit-format.md alone."""
+    public = load_public_key(keys["signing_key_file"])
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return independent_verify(url, [pem])
+
+
+def formats(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(connection.execute(select(AuditChain.chain_id, AuditChain.format)).all())
+
+
+def admin_record(endpoint: str = "policy.activate") -> AuditEntry:
+    return admin_entry(
+        endpoint=endpoint,
+        actor=OPERATOR,
+        recorded_at=dt.datetime.now(dt.UTC),
+        details={"comment": "Zoë ✓", "to": 2},
+        policy_name="default",
+        policy_version=2,
+    )
+
+
+def append_admin(engine: Engine, entry: AuditEntry) -> int:
+    with session_factory(engine).begin() as session:
+        return append_shared(session, entry)
+
+
+def test_the_formats_are_prefixes_with_their_own_tags() -> None:
+    assert FORMAT == 2 and {1, 2} == FORMATS
+    assert hashed_fields(2) == HASHED_FIELDS and len(HASHED_FIELDS) == 41
+    assert hashed_fields(1) == HASHED_FIELDS[:39]
+    assert HASHED_FIELDS[39:] == ("cached_input_tokens", "price_id")
+    row = {name: None for name in HASHED_FIELDS} | {"cached_input_tokens": 3, "price_id": 9}
+    one = preimage([row[name] for name in hashed_fields(1)], 1)
+    two = preimage([row[name] for name in hashed_fields(2)], 2)
+    assert one == b'["tollhouse-audit/1"' + b",null" * 39 + b"]"
+    assert two == b'["tollhouse-audit/2"' + b",null" * 39 + b",3,9]"
+    assert hash_row(row) == hash_row(row, 2) == record_hash(list(row.values()), 2)
+    for wrong in (0, 3, "2", None, True):
+        with pytest.raises(ValueError, match="unknown audit hash format"):
+            record_hash([None] * 41, wrong)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expects 39 values"):
+        record_hash([None] * 41, 1)
+
+
+def test_a_writer_chain_uses_format_2_and_both_verifiers_accept_it(
+    engine: Engine, fresh_database_url: str, keys: dict[str, str]
+) -> None:
+    writer = write(engine, 12)
+    Checkpointer(engine, load_signing_key(keys["signing_key_file"])).write()
+    assert formats(engine)[writer.chain_id] == 2
+    chain = rows(engine, writer.chain_id)
+    assert [(r.cached_input_tokens, r.price_id) for r in chain] == [
+        (i // 2, 40 + i % 3) for i in range(12)
+    ]
+    for r in chain:
+        row = dict(r._mapping)
+        assert hash_row(row, 2) == r.record_hash != hash_row(row, 1)
+    report = verify_trail(engine, trusted(keys))
+    assert report.ok and report.records == 12, [p.describe() for p in report.problems]
+    mine = independent(fresh_database_url, keys)
+    assert mine.ok and mine.records == 12, mine.problems
+
+
+@pytest.mark.parametrize("column", ["cached_input_tokens", "price_id"])
+def test_changing_a_format_2_field_is_caught_by_both_verifiers(
+    engine: Engine, fresh_database_url: str, keys: dict[str, str], column: str
+) -> None:
+    writer = write(engine, 12)
+    target = rows(engine, writer.chain_id)[4]
+    statement = f"UPDATE audit_records SET {column} = {column} + 1 WHERE id = :id"  # noqa: S608
+    _tamper(engine, statement, id=target.id)
+    report = verify_trail(engine, trusted(keys))
+    first = report.first
+    assert first is not None and len(report.problems) == 1
+    assert (first.chain_id, first.seq, first.check) == (writer.chain_id, 5, "record_hash")
+    mine = independent(fresh_database_url, keys)
+    assert mine.problems == [(writer.chain_id, 5, "record_hash does not match the record")]
+
+
+def test_the_admin_chain_keeps_format_1_beside_format_2_writer_chains(
+    engine: Engine, fresh_database_url: str, keys: dict[str, str]
+) -> None:
+    assert formats(engine) == {SHARED_CHAIN: 1}  # created by migration 0003
+    assert append_admin(engine, admin_record()) == 1
+    writers = [write(engine, 5), write(engine, 4, start=100)]
+    signer = Checkpointer(engine, load_signing_key(keys["signing_key_file"]))
+    signer.write()
+    assert append_admin(engine, admin_record("audit.export")) == 2
+    writers.append(write(engine, 3, start=200))
+    signer.write()
+    assert formats(engine) == {SHARED_CHAIN: 1, **{w.chain_id: 2 for w in writers}}
+    for r in rows(engine, SHARED_CHAIN):  # hashed with the chain's format, not FORMAT
+        row = dict(r._mapping)
+        assert hash_row(row, 1) == r.record_hash != hash_row(row, 2)
+    report = verify_trail(engine, trusted(keys))
+    assert report.ok, [p.describe() for p in report.problems]
+    assert (report.chains, report.records, report.unsigned_records) == (4, 14, 0)
+    mine = independent(fresh_database_url, keys)
+    assert mine.ok and mine.records == 14, mine.problems
+
+
+def test_a_format_1_chain_refuses_fields_only_format_2_hashes(engine: Engine) -> None:
+    """Stored but not hashed, they could be changed undetected: appending refuses them."""
+    entry = dataclasses.replace(admin_record(), price_id=3)
+    with pytest.raises(ValueError, match="format 1 cannot record price_id"):
+        append_admin(engine, entry)
+    assert rows(engine, SHARED_CHAIN) == []
+    assert append_admin(engine, admin_record()) == 1  # the failed append left no trace
+
+
+@pytest.mark.parametrize("value", [3, 0, "two"])
+def test_a_chain_with_an_unknown_format_is_a_problem_not_a_crash(
+    engine: Engine, fresh_database_url: str, keys: dict[str, str], value: object
+) -> None:
+    writer = write(engine, 6)
+    with engine.connect() as connection:
+        if value == "two" and connection.dialect.name != "sqlite":
+            pytest.skip("only SQLite stores text in an integer column")
+    _tamper(
+        engine,
+        "UPDATE audit_chains SET format = :f WHERE chain_id = :c",
+        f=value,
+        c=writer.chain_id,
+    )
+    report = verify_trail(engine, trusted(keys))
+    assert [(p.check, p.chain_id, p.seq) for p in report.problems] == [
+        ("chain", writer.chain_id, None)
+    ], [p.describe() for p in report.problems]
+    assert f"format {value!r}" in report.problems[0].detail and report.records == 6
+    mine = independent(fresh_database_url, keys)
+    assert [p[:2] for p in mine.problems] == [(writer.chain_id, None)], mine.problems
+
+
+@pytest.fixture
+def url_at_0002(
+    fresh_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A new database at revision 0002 (before hash chains), on the same backend."""
+    if make_url(fresh_database_url).get_backend_name() == "sqlite":
+        url, server = f"sqlite:///{tmp_path / 'old.db'}", None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = create_database(server)
+    try:
+        migrations.upgrade(url, "0002")
+        yield url
+    finally:
+        if server is not None:
+            drop_database(server, url)
+
+
+def test_records_from_before_0003_stay_format_1_after_every_upgrade(
+    url_at_0002: str, keys: dict[str, str]
+) -> None:
+    """Migration 0003 chains existing records in format 1 (on a table without format 2's
+    columns); 0004 adds those columns; the migrated chain, the admin chain and a new writer
+    chain then verify side by side, each with its own format."""
+    engine = make_engine(url_at_0002)
+    try:
+        old_records = sa.table(
+            "audit_records",
+            *(sa.column(name) for name in ("request_id", "kind", "app", "key_id", "endpoint")),
+            *(sa.column(name) for name in ("status", "content_retention", "input_tokens")),
+            sa.column("recorded_at", UTCDateTime(timezone=True)),
+            sa.column("stream", sa.Boolean()),
+            sa.column("usage_estimated", sa.Boolean()),
+            sa.column("cost", ExactDecimal()),
+            sa.column("decision", sa.JSON()),
+            sa.column("request_content", sa.JSON()),
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(old_records),
+                [
+                    {
+                        "request_id": f"req_old_{i}",
+                        "kind": "completed",
+                        "recorded_at": dt.datetime(2026, 1, 1, 12, i, tzinfo=dt.UTC),
+                        "app": "billing",
+                        "key_id": "k1",
+                        "endpoint": "chat.completions",
+                        "stream": bool(i % 2),
+                        "status": "ok",
+                        "usage_estimated": False,
+                        "content_retention": "none",
+                        "cost": Decimal("0.25"),
+                        "input_tokens": i,
+                        "decision": {"action": "allow", "note": "Zoë ✓"},
+                        "request_content": {"messages": [i]} if i == 1 else None,
+                    }
+                    for i in range(3)
+                ],
+            )
+        migrations.upgrade(url_at_0002)
+        assert formats(engine) == {"migrated-0003": 1, SHARED_CHAIN: 1}
+        append_admin(engine, admin_record())
+        writer = write(engine, 4)
+        Checkpointer(engine, load_signing_key(keys["signing_key_file"])).write()
+        assert formats(engine) == {"migrated-0003": 1, SHARED_CHAIN: 1, writer.chain_id: 2}
+        report = verify_trail(engine, trusted(keys))
+        assert report.ok, [p.describe() for p in report.problems]
+        assert (report.chains, report.records, report.contents) == (3, 8, 1)
+        mine = independent(url_at_0002, keys)
+        assert mine.ok and mine.records == 8, mine.problems
+    finally:
+        engine.dispose()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,17 +34,43 @@ from tollhouse.demo.model_server import free_port
 
 OPERATOR = Principal.operator("tests")  # creates the suite's principals and keys
 
-PRICES = [
-    {"model": "chat-default", "input": "0.25", "output": "1.25", "effective_from": "2025-01-01"},
-    {"model": "chat-default", "input": "0.10", "output": "0.40", "effective_from": "2026-01-01"},
-    {
-        "model": "chat-fallback",
-        "input": "3.000001",
-        "output": "15.5",
-        "effective_from": "2026-01-01",
-    },
-    {"model": "embed-default", "input": "0.02", "output": "0", "effective_from": "2026-01-01"},
-]
+# Per upstream model. beta's demo-llama (chat-unpriced) has no price on purpose.
+_LARGE = {"input": "3.000001", "cached_input": "0.5", "output": "15.5"}
+PRICES: dict[str, Any] = {
+    "currency": "USD",
+    "prices": [
+        {
+            "upstream": "alpha",
+            "model": "demo-llama",
+            "input": "0.25",
+            "output": "1.25",
+            "effective_from": "2025-01-01",
+        },
+        {
+            "upstream": "alpha",
+            "model": "demo-llama",
+            "input": "0.10",
+            "output": "0.40",
+            "effective_from": "2026-01-01",
+        },
+        {"upstream": "alpha", "model": "demo-large", "effective_from": "2026-01-01", **_LARGE},
+        {"upstream": "beta", "model": "demo-large", "effective_from": "2026-01-01", **_LARGE},
+        {
+            "upstream": "alpha",
+            "model": "demo-embed",
+            "input": "0.02",
+            "output": "0",
+            "effective_from": "2026-01-01",
+        },
+    ],
+}
+UPSTREAM_MODELS = ("demo-llama", "demo-large", "demo-embed")
+
+
+def write_prices(directory: Path, document: dict[str, Any] | None = None) -> str:
+    path = directory / "prices.yaml"
+    path.write_text(yaml.safe_dump(document or PRICES), encoding="utf-8")
+    return str(path)
 
 
 def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
@@ -63,17 +91,16 @@ def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
             {
                 "name": "chat-fallback",
                 "deployments": [
-                    {"upstream": "alpha", "model": "demo-llama", "weight": 1},
-                    {"upstream": "beta", "model": "demo-llama", "weight": 0},
+                    {"upstream": "alpha", "model": "demo-large", "weight": 1},
+                    {"upstream": "beta", "model": "demo-large", "weight": 0},
                 ],
             },
             {
                 "name": "embed-default",
-                "deployments": [{"upstream": "alpha", "model": "demo-llama"}],
+                "deployments": [{"upstream": "alpha", "model": "demo-embed"}],
             },
             {"name": "chat-unpriced", "deployments": [{"upstream": "beta", "model": "demo-llama"}]},
         ],
-        "pricing": PRICES,
         "policy": {"name": "suite-policy", "reload_interval_s": 0.2},
         "retry": {
             "attempts_per_deployment": 2,
@@ -158,8 +185,8 @@ class Harness:
 
 @pytest.fixture(scope="session")
 def upstreams() -> Iterator[tuple[FaultyUpstream, FaultyUpstream]]:
-    alpha = FaultyUpstream("alpha", fingerprint="fp_alpha").start()
-    beta = FaultyUpstream("beta", fingerprint="fp_beta").start()
+    alpha = FaultyUpstream("alpha", fingerprint="fp_alpha", models=UPSTREAM_MODELS).start()
+    beta = FaultyUpstream("beta", fingerprint="fp_beta", models=UPSTREAM_MODELS).start()
     yield alpha, beta
     for upstream in (alpha, beta):
         assert upstream.server is not None
@@ -172,6 +199,7 @@ def running_proxy(
     servers: tuple[FaultyUpstream, FaultyUpstream],
     analyzer: TextAnalyzer,
     policy: dict[str, Any] | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
     **overrides: Any,
 ) -> Iterator[Harness]:
     """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key.
@@ -184,6 +212,7 @@ def running_proxy(
     keys_dir = Path(tempfile.mkdtemp(prefix="tollhouse-audit-keys-"))
     audit = {**write_audit_keys(keys_dir), **raw["audit"]}
     raw["audit"] = {name: value for name, value in audit.items() if value is not None}
+    raw.setdefault("spend", {"prices_file": write_prices(keys_dir)})
     document = policy or SUITE_POLICY
     raw["policy"] = {**raw["policy"], "name": document["name"]}
     settings = settings_from_mapping(raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret"})
@@ -193,7 +222,7 @@ def running_proxy(
     keys = KeyService(sessions)
     suite_key = keys.create_for_app("suite", "qa", actor=OPERATOR).secret
     quiet_key = keys.create_for_app("quiet", "ops", actor=OPERATOR).secret
-    app = create_app(settings, analyzer=analyzer)
+    app = create_app(settings, analyzer=analyzer, **({"clock": clock} if clock else {}))
     server = BackgroundServer(app, "127.0.0.1", free_port()).start()
     try:
         yield Harness(

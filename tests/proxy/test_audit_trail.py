@@ -16,7 +16,7 @@ from governance.access import Principal
 from governance.audit.reader import RecordFilter
 from governance.db import AuditRecord
 from governance.pii import TextAnalyzer
-from governance.spend import PriceTable
+from governance.spend.prices import PriceStore
 from tests.proxy.conftest import Harness, running_proxy
 from tests.upstream.faulty import Fault, FaultyUpstream
 from tollhouse.demo.model_server import count_tokens
@@ -142,7 +142,7 @@ def test_missing_usage_is_estimated_and_marked(proxy: Harness) -> None:
 
 def test_exported_costs_equal_usage_times_price(proxy: Harness, tmp_path: Path) -> None:
     run_mixed_traffic(proxy)
-    table = PriceTable(proxy.settings.pricing)
+    book = PriceStore(proxy.sessions, "USD").book()
     checked = 0
     out = tmp_path / "export.jsonl"
     proxy.reader().export(Principal.operator("test"), RecordFilter(), out)
@@ -153,14 +153,17 @@ def test_exported_costs_equal_usage_times_price(proxy: Harness, tmp_path: Path) 
             continue  # written by unit tests sharing this database, not by the proxy
         if record.kind != "completed" or record.status != "ok":
             continue
-        price = table.price_at(record.requested_model, record.recorded_at)
+        price = book.price_at(record.upstream, record.deployment_model, record.recorded_at)
         if price is None:
             assert record.requested_model == "chat-unpriced"
             assert line["cost"] is None
             continue
         expected = (
-            record.input_tokens * price.input + record.output_tokens * price.output
+            (record.input_tokens - (record.cached_input_tokens or 0)) * price.input
+            + (record.cached_input_tokens or 0) * (price.cached_input or price.input)
+            + record.output_tokens * price.output
         ) / Decimal(1_000_000)
+        assert line["price_id"] == price.id
         assert Decimal(line["cost"]) == expected, line  # to the last decimal, via the export
         assert line["currency"] == "USD"
         checked += 1
@@ -180,11 +183,11 @@ def test_fallback_price_with_many_decimals_is_exact(proxy: Harness) -> None:
 
 
 def test_old_price_applies_before_its_successor(proxy: Harness) -> None:
-    table = PriceTable(proxy.settings.pricing)
-    old = table.cost("chat-default", dt.datetime(2025, 6, 1, tzinfo=dt.UTC), 1000, 1000)
-    new = table.cost("chat-default", dt.datetime(2026, 6, 1, tzinfo=dt.UTC), 1000, 1000)
+    book = PriceStore(proxy.sessions, "USD").book()
+    old = book.price_at("alpha", "demo-llama", dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
+    new = book.price_at("alpha", "demo-llama", dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
     assert old is not None and new is not None
-    assert (old.amount, new.amount) == (Decimal("0.0015"), Decimal("0.0005"))
+    assert (old.cost(1000, 1000), new.cost(1000, 1000)) == (Decimal("0.0015"), Decimal("0.0005"))
 
 
 def test_every_record_names_the_policy_version(proxy: Harness) -> None:

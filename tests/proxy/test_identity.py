@@ -83,7 +83,7 @@ def test_embeddings_match_direct(proxy: Harness) -> None:
             model="embed-default", input=inputs, encoding_format=encoding
         )  # type: ignore[arg-type]
         straight = direct(proxy).embeddings.create(
-            model="demo-llama", input=inputs, encoding_format=encoding
+            model="demo-embed", input=inputs, encoding_format=encoding
         )  # type: ignore[arg-type]
         assert via.model_dump(warnings=False) == straight.model_dump(warnings=False)
     # The client's default (base64 on the wire) decodes to the same floats.

@@ -87,7 +87,6 @@ def _hybrid_config(alpha: FaultyUpstream, beta: FaultyUpstream) -> dict[str, Any
                 ],
             },
         ],
-        "pricing": [],
     }
 
 

@@ -153,6 +153,7 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
         "policy.activate",
         "policy.approve",
         "policy.publish",
+        "prices.load",
         "principals.create",
     ]
     config = tmp_path / ".tollhouse" / "demo.yaml"
@@ -186,13 +187,13 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     kinds = [r["kind"] for r in records]
-    # 12 requests, plus seven admin records: publishing, approving (on publication) and
-    # activating the policy, creating the demo app's principal and its key, then the
-    # auditor's principal and key.
+    # 12 requests, plus eight admin records: loading the prices, publishing, approving (on
+    # publication) and activating the policy, creating the demo app's principal and its
+    # key, then the auditor's principal and key.
     assert kinds.count("admitted") == kinds.count("completed") == 12
-    assert kinds.count("admin") == 7 and len(records) == 31
+    assert kinds.count("admin") == 8 and len(records) == 32
     manifest = json.loads((tmp_path / "trail.jsonl.manifest.json").read_text())
-    assert manifest["count"] == 31 and "exported 31 records" in exported.stdout
+    assert manifest["count"] == 32 and "exported 32 records" in exported.stdout
     since = tollhouse(
         "audit",
         "export",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import re
 import socket
@@ -26,6 +27,7 @@ import orjson
 from aiohttp import web
 
 CREATED = 1_767_225_600  # fixed so answers are reproducible
+CACHE_BLOCK = 16  # prefix-cache block size, in tokens
 _WORDS = re.compile(r"\w+|[^\w\s]")
 _PIECES = re.compile(r"\s*\S+")
 
@@ -114,6 +116,16 @@ class FakeModelServer:
         return response
 
     def answer(self, body: dict[str, Any], chat: bool) -> Answer:
+        answer = self._answer(body, chat)
+        if chat:  # a long system prompt is served from the prefix cache, as vLLM reports
+            first = (body.get("messages") or [{}])[0]
+            system = text_of(first.get("content")) if first.get("role") == "system" else ""
+            tokens = count_tokens(system)
+            if tokens >= CACHE_BLOCK:
+                answer = dataclasses.replace(answer, cached=tokens // CACHE_BLOCK * CACHE_BLOCK)
+        return answer
+
+    def _answer(self, body: dict[str, Any], chat: bool) -> Answer:
         if chat:
             messages = body.get("messages") or []
             prompt = "\n".join(text_of(m.get("content")) for m in messages)
@@ -307,15 +319,19 @@ class Answer:
     finish: str
     tool_name: str | None
     tool_arguments: str | None
+    cached: int = 0  # prompt tokens served from the prefix cache
 
-    def usage(self, n: int) -> dict[str, int]:
+    def usage(self, n: int) -> dict[str, Any]:
         prompt = count_tokens(self.prompt)
         completion = (count_tokens(self.text) + count_tokens(self.tool_arguments or "")) * n
-        return {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+        if self.cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached, prompt)}
+        return usage
 
     def tool_call(self, index: int) -> dict[str, Any]:
         return {

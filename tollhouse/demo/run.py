@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import threading
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from governance.db import AuditRecord, make_engine, session_factory
 from governance.keys import KeyService
 from governance.policy.document import parse_policy
 from governance.policy.store import PolicyStore
-from governance.spend.summary import spend_by_model
+from governance.spend.report import spend_report
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
 from tollhouse.demo.model_server import FakeModelServer, ServerThread, free_port
@@ -66,30 +67,51 @@ def demo_config(
                 "deployments": [{"upstream": "demo-vllm", "model": "demo-embed"}],
             },
         ],
-        "pricing": [
-            {
-                "model": "chat-default",
-                "input": "0.10",
-                "output": "0.40",
-                "effective_from": "2026-01-01",
-            },
-            {
-                "model": "chat-internal",
-                "input": "0.02",
-                "output": "0.02",
-                "effective_from": "2026-01-01",
-            },
-            {
-                "model": "embed-default",
-                "input": "0.02",
-                "output": "0",
-                "effective_from": "2026-01-01",
-            },
-        ],
         "policy": {"name": "hybrid"},
         # One person runs the demo: publishing approves the version (no second approver).
         "access": {"four_eyes": False},
     }
+
+
+# The external model at a list price (cached input at half price); the internal one at
+# a rate derived from what its GPU costs per hour and what it serves per second.
+DEMO_PRICES: dict[str, Any] = {
+    "currency": "USD",
+    "prices": [
+        {
+            "upstream": "demo-cloud",
+            "model": "demo-llama",
+            "effective_from": "2026-01-01",
+            "input": "0.10",
+            "cached_input": "0.05",
+            "output": "0.40",
+        },
+        {
+            "upstream": "demo-vllm",
+            "model": "demo-llama",
+            "effective_from": "2026-01-01",
+            "internal": {
+                "gpu_hour_cost": "2.50",
+                "gpus": 1,
+                "input_tokens_per_s": 12000,
+                "output_tokens_per_s": 1500,
+            },
+        },
+        {
+            "upstream": "demo-vllm",
+            "model": "demo-embed",
+            "effective_from": "2026-01-01",
+            "input": "0.02",
+            "output": "0",
+        },
+    ],
+}
+
+
+def price_file(directory: Path) -> str:
+    path = directory / "prices.yaml"
+    path.write_text(yaml.safe_dump(DEMO_PRICES, sort_keys=False), encoding="utf-8")
+    return str(path.resolve())
 
 
 def audit_keys(directory: Path) -> dict[str, str]:
@@ -132,6 +154,7 @@ def start(directory: Path, port: int) -> DemoStack:
     database_url = f"sqlite:///{(directory / 'demo.db').resolve()}"
     raw = demo_config(internal.url, external.url, database_url, port)
     raw["audit"] = audit_keys(directory)
+    raw["spend"] = {"prices_file": price_file(directory)}
     config_path = directory / "demo.yaml"
     config_path.write_text("# written by `tollhouse demo`\n" + yaml.safe_dump(raw, sort_keys=False))
     settings = settings_from_mapping(raw, {}, source=str(config_path))
@@ -255,21 +278,24 @@ def decisions_table(settings: Settings, limit: int = len(GOVERNED_PROMPTS)) -> s
 
 
 def summary_table(settings: Settings) -> str:
+    """Spend per model alias from the daily rollups (what `tollhouse spend report` shows)."""
     engine = make_engine(settings.database_url)
     try:
-        rows = spend_by_model(session_factory(engine))
+        rows = spend_report(
+            session_factory(engine), "model", dt.date.min, actor=Principal.operator("demo")
+        )
     finally:
         engine.dispose()
     return render_table(
         ["model", "requests", "ok", "input tokens", "output tokens", "cost"],
         [
             [
-                r.model,
+                r.name,
                 r.requests,
                 r.succeeded,
                 r.input_tokens,
                 r.output_tokens,
-                f"{r.cost:f} {r.currency or ''}".strip(),
+                f"{r.cost:f} {r.currency}".strip(),
             ]
             for r in rows
         ],
