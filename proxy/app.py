@@ -199,6 +199,7 @@ def create_app(
             signer.cancel()
             price_watcher.cancel()
             pruner.cancel()
+            accounting.close()
             gate.close()
             for adapter in adapters.values():
                 await adapter.close()

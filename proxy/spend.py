@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from governance.access import Principal
 from governance.config.schema import Settings
+from governance.db import make_engine
 from governance.errors import ServiceUnavailableError
 from governance.spend.limits import InFlight, Limits, Subject
 from governance.spend.price_file import read_price_file
@@ -66,7 +67,9 @@ class Accounting:
         in_flight: InFlight,
         counters: Mapping[str, TokenCounter],
         inflight_output_tokens: int,
+        owned_engine: Engine | None = None,
     ) -> None:
+        self._owned_engine = owned_engine
         self._prices = prices
         self._limits = limits
         self._in_flight = in_flight
@@ -168,6 +171,10 @@ class Accounting:
     def release(self, request_id: str) -> None:
         self._in_flight.release(request_id)
 
+    def close(self) -> None:
+        if self._owned_engine is not None:
+            self._owned_engine.dispose()
+
     async def prune_periodically(self, interval_s: float = 60.0) -> None:
         """Delete old rate-limit windows (a lifespan task)."""
         while True:
@@ -222,11 +229,21 @@ def build_accounting(
     counters = {
         u.name: token_counter(u.tokenizer_file) for u in settings.upstreams if u.tokenizer_file
     }
+    # Admission's reads and rate counts need not wait for the disk on SQLite (a lost
+    # count is harmless); PostgreSQL gets the same per transaction (`Limits`).
+    counters_engine = (
+        make_engine(
+            settings.database_url, busy_timeout_s=settings.audit.write_timeout_s, durable=False
+        )
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
     accounting = Accounting(
         prices,
-        Limits(engine, settings.spend.currency, in_flight, clock),
+        Limits(counters_engine, settings.spend.currency, in_flight, clock),
         in_flight,
         counters,
         settings.spend.inflight_output_tokens,
+        counters_engine if counters_engine is not engine else None,
     )
     return accounting, prices

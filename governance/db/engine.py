@@ -30,15 +30,20 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 5.0, **kwargs: Any) -> Engine:
-    """Create an engine with Tollhouse's connection settings for the URL's backend."""
+def make_engine(
+    url: str, *, busy_timeout_s: float = 5.0, durable: bool = True, **kwargs: Any
+) -> Engine:
+    """Create an engine with Tollhouse's connection settings for the URL's backend.
+
+    ``durable=False`` (SQLite) commits without waiting for the disk: for counters whose
+    loss in a power cut is harmless (rate-limit windows), never for audit records."""
     url = normalise_url(url)
     kwargs.setdefault("json_serializer", canonical_json_text)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, **kwargs
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_fast)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
@@ -55,6 +60,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     register_sqlite_functions(dbapi_connection)
+
+
+def _sqlite_pragmas_fast(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
+    cursor.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -7,11 +7,12 @@ writer's transaction (`governance.spend.ledger`). So a budget is overshot by at 
 was already in flight when it was reached: in one process, the error of the in-flight
 estimates; across processes, the other processes' requests in flight.
 
-Requests per minute are counted at admission with one conditional upsert per scope
-(``requests = requests + 1 WHERE requests < limit``): atomic in SQLite and PostgreSQL,
-so the limit holds exactly across processes. Tokens per minute are counted when requests
-complete; a request is admitted while the minute's tokens are below the limit. Windows
-are fixed UTC minutes.
+Requests per minute are counted at admission. On PostgreSQL, with one conditional upsert
+per scope (``requests = requests + 1 WHERE requests < limit``), atomic, so the limit
+holds exactly across processes. On SQLite (one process) they are counted in memory: an
+upsert would wait for SQLite's one write lock, held by the audit writer while it commits.
+Tokens per minute are counted when requests complete; a request is admitted while the
+minute's tokens are below the limit. Windows are fixed UTC minutes.
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ class Limits:
         self._alerted: set[str] = set()
         self._alert_lock = threading.Lock()
         self._count_requests: Any = None
+        self._window: dt.datetime | None = None  # SQLite: this minute's requests, in memory
+        self._requests: dict[tuple[str, str], int] = {}
 
     def admit(
         self, subject: Subject, budgets: Sequence[Budget], rate_limits: Sequence[RateLimit]
@@ -306,6 +309,12 @@ class Limits:
         now: dt.datetime,
     ) -> None:
         window = minute_of(now)
+        if connection.dialect.name == "sqlite":
+            self._count_in_process(connection, subject, rate_limits, window, now)
+            return
+        if rate_limits:
+            # A rate count lost in a crash is harmless: don't wait for the WAL flush.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         for scope, name, requests, tokens in _rate_scopes(subject, rate_limits):
             row = connection.execute(
                 self._counting(connection),
@@ -329,6 +338,45 @@ class Limits:
                 ).one()
                 raise rate_error(scope, name, requests, tokens, current, window, now)
 
+    def _count_in_process(
+        self,
+        connection: Connection,
+        subject: Subject,
+        rate_limits: Sequence[RateLimit],
+        window: dt.datetime,
+        now: dt.datetime,
+    ) -> None:
+        """SQLite (one process): requests are counted in memory, so admission never
+        waits for SQLite's single write lock, which the audit writer holds while it
+        commits; tokens are read from the windows the writer keeps."""
+        scopes = _rate_scopes(subject, rate_limits)
+        if not scopes:
+            return
+        used = {
+            (scope, name): (used_requests, used_tokens)
+            for scope, name, used_requests, used_tokens in connection.execute(
+                select(
+                    RateCounter.scope, RateCounter.subject, RateCounter.requests, RateCounter.tokens
+                ).where(
+                    RateCounter.window_start == window,
+                    tuple_(RateCounter.scope, RateCounter.subject).in_(
+                        [(scope, name) for scope, name, _, _ in scopes]
+                    ),
+                )
+            )
+        }
+        with self._alert_lock:
+            if self._window != window:
+                self._window, self._requests = window, {}
+            for scope, name, requests, tokens in scopes:
+                counted = self._requests.get((scope, name), 0)
+                used_tokens = used.get((scope, name), (0, 0))[1]
+                if counted >= requests or used_tokens >= tokens:
+                    current = _Used(counted, used_tokens)
+                    raise rate_error(scope, name, requests, tokens, current, window, now)
+            for scope, name, _, _ in scopes:
+                self._requests[(scope, name)] = self._requests.get((scope, name), 0) + 1
+
     def _counting(self, connection: Connection) -> Any:
         """The conditional upsert that counts one request, built once."""
         if self._count_requests is None:
@@ -350,6 +398,12 @@ class Limits:
                 delete(RateCounter).where(RateCounter.window_start < self._clock() - keep)
             )
             return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Used:
+    requests: int
+    tokens: int
 
 
 def _rate_scopes(
