@@ -104,6 +104,11 @@ class Pipeline:
         self._writer.write_nowait(entries)
         self._release(entries)
 
+    def release(self, call: Call) -> None:
+        """End the request's budget hold however it ended (idempotent); a safety net for
+        paths that leave without a completed record."""
+        self._accounting.release(call.request_id)
+
     def _release(self, entries: tuple[AuditEntry, ...]) -> None:
         for entry in entries:
             if entry.kind is RecordKind.COMPLETED:

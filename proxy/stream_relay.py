@@ -84,12 +84,14 @@ class StreamRelay:
     async def pump(self, emit: Emit) -> None:
         """Forward every event; write the completed record; end with ``[DONE]``."""
         call = self._call
+        ok = False
         try:
             if self._opened.first is not None:
                 await self._forward(self._opened.first, emit)
             async for data in self._opened.events:
                 await self._forward(data, emit)
             await self._drain(emit)
+            ok = True
         except TollhouseError as error:
             await self._end_with_error(error, emit)
             return
@@ -117,6 +119,8 @@ class StreamRelay:
             raise
         finally:
             await self._opened.stream.close()
+            if not ok:
+                self._pipeline.release(call)
         identity = self._identity()
         identity["response_content"] = await self._pipeline.redact_for_audit(
             call, identity["response_content"]

@@ -26,12 +26,17 @@ async def forward(request: Request, spec: EndpointSpec) -> Response:
     headers = {"x-request-id": call.request_id}
     await pipeline.admit(call, spec, await request.body())
     headers.update(call.headers)
+    streaming = False
     try:
         if call.stream:
             relay = await cancel_on_disconnect(request.receive, pipeline.stream(call, spec))
+            streaming = True  # the relay ends the hold when the stream ends
             return EventStreamResponse(relay.pump, headers)
         raw = await cancel_on_disconnect(request.receive, pipeline.unary(call, spec))
     except ClientDisconnected:
         # The pipeline recorded the disconnect; nobody is left to read an answer.
         return Response(status_code=499, headers=headers)
+    finally:
+        if not streaming:
+            pipeline.release(call)
     return Response(raw, media_type="application/json", headers=headers)
