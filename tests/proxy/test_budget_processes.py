@@ -202,6 +202,11 @@ def test_budget_holds_across_two_processes(fresh_postgres_url: str, tmp_path: Pa
     # Every request answered after the budget was reached had arrived before it was.
     assert all(admitted_at[r.request_id] < reached_at for r in later)
     overshoot = spent - limit
+    print(  # the figures behind docs/spend.md's claim (pytest -s shows them)
+        f"\nbudget {limit} = 10.5 requests; answered {len(answered)} of 64 "
+        f"(second wave: 0 of 64); spent {spent} = {spent / cost:.1f} requests; "
+        f"{len(later)} answered after it was reached, all in flight by then"
+    )
     assert overshoot < cost * (len(later) + 1)
     # Each process counts its own requests in flight, so the overshoot stays near what
     # the other process had in flight rather than the whole burst.
