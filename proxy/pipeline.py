@@ -191,7 +191,7 @@ class Pipeline:
                 self._pii.analyze, frozenset(response.mask_entities), response.threshold
             )
         call.answer = AnswerFilter(call.pseudonyms, masker)
-        await self._accounting.admit(call, self.plan(call))
+        await self._accounting.admit(call, self.plan)
 
     async def _evaluate(
         self,

@@ -112,7 +112,7 @@ class Accounting:
         return fields
 
     # -- budgets and rate limits -----------------------------------------------------
-    async def admit(self, call: Call, targets: list[Target]) -> None:
+    async def admit(self, call: Call, plan: Callable[[Call], list[Target]]) -> None:
         """Apply the decision's budgets and rate limits; raise 429 errors when one refuses.
 
         An admitted request under a budget holds its estimated cost until its completed
@@ -147,8 +147,8 @@ class Accounting:
             call.headers["x-tollhouse-budget-warning"] = ", ".join(
                 f"{use.budget.name}={use.fraction:.0%}" for use in warnings
             )
-        if rules.budgets:
-            self._hold(call, subject, targets)
+        if rules.budgets:  # the plan only for the price estimate, only when needed
+            self._hold(call, subject, plan(call))
 
     def _hold(self, call: Call, subject: Subject, targets: list[Target]) -> None:
         assert call.body is not None
@@ -185,11 +185,6 @@ class Accounting:
                 log.warning("could not prune old rate-limit windows")
 
 
-def served_models(settings: Settings) -> set[tuple[str, str]]:
-    """(upstream, model) of every configured deployment: what prices may name."""
-    return {(d.upstream, d.model) for m in settings.models for d in m.deployments}
-
-
 def load_configured_prices(settings: Settings, store: PriceStore) -> None:
     """Load ``spend.prices_file`` into the price table (start-up; idempotent).
 
@@ -200,7 +195,7 @@ def load_configured_prices(settings: Settings, store: PriceStore) -> None:
     if path is None:
         return
     document = read_price_file(Path(path))
-    served = served_models(settings)
+    served = settings.deployed_models()
     for entry in document.prices:
         if (entry.upstream, entry.model) not in served:
             log.warning(

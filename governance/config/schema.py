@@ -197,6 +197,10 @@ class Settings(_Strict):
                     )
         return self
 
+    def deployed_models(self) -> set[tuple[str, str]]:
+        """(upstream, model) of every deployment: what prices may name."""
+        return {(d.upstream, d.model) for m in self.models for d in m.deployments}
+
     def upstream(self, name: str) -> UpstreamConfig:
         return next(u for u in self.upstreams if u.name == name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from governance.errors import BudgetExceededError, RateLimitedError
 
@@ -50,23 +50,17 @@ def budget_error(use: BudgetUse, currency: str, now: dt.datetime) -> BudgetExcee
 
 
 def rate_error(
-    scope: str,
-    name: str,
-    requests: int,
-    tokens: int,
-    current: Any,
-    window: dt.datetime,
-    now: dt.datetime,
+    scope: str, name: str, requests: int, tokens: int, by_requests: bool, now: dt.datetime
 ) -> RateLimitedError:
-    wait = max(1, int((window + dt.timedelta(minutes=1) - now).total_seconds() + 0.999))
-    if current.requests >= requests:
-        what, kind = f"{requests} requests per minute", "requests"
-    else:
-        what, kind = f"{tokens} tokens per minute", "tokens"
+    """``by_requests``: the requests limit refused (else the tokens limit)."""
+    window_end = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    wait = max(1, int((window_end - now).total_seconds() + 0.999))
+    kind, limit = ("requests", requests) if by_requests else ("tokens", tokens)
     return RateLimitedError(
-        f"Rate limit reached for {scope} '{name}': {what}. Try again in {wait} s.",
+        f"Rate limit reached for {scope} '{name}': {limit} {kind} per minute. "
+        f"Try again in {wait} s.",
         type=kind,
         code="rate_limit_exceeded",
         retry_after_s=wait,
-        headers={f"x-ratelimit-limit-{kind}": str(requests if kind == "requests" else tokens)},
+        headers={f"x-ratelimit-limit-{kind}": str(limit)},
     )

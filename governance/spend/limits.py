@@ -7,33 +7,27 @@ writer's transaction (`governance.spend.ledger`). So a budget is overshot by at 
 was already in flight when it was reached: in one process, the error of the in-flight
 estimates; across processes, the other processes' requests in flight.
 
-Requests per minute are counted at admission. On PostgreSQL, with one conditional upsert
-per scope (``requests = requests + 1 WHERE requests < limit``), atomic, so the limit
-holds exactly across processes. On SQLite (one process) they are counted in memory: an
-upsert would wait for SQLite's one write lock, held by the audit writer while it commits.
-Tokens per minute are counted when requests complete; a request is admitted while the
-minute's tokens are below the limit. Windows are fixed UTC minutes.
+Rate limits are counted in the same admission transaction (`governance.spend.rates`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, tuple_
+from sqlalchemy import Connection, Engine, Table, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from governance.db.spend_models import AlertRecord, RateCounter, UsageCounter
+from governance.db.spend_models import AlertRecord, UsageCounter
 from governance.errors import BudgetExceededError, RateLimitedError
 from governance.policy.schema import Budget, RateLimit
-from governance.spend.ledger import CounterKey, minute_of, month_of
-from governance.spend.limit_notices import alert_summary, budget_error, rate_error
-
-_NO_LIMIT = 2**62
+from governance.spend.ledger import CounterKey, month_of
+from governance.spend.limit_notices import alert_summary, budget_error
+from governance.spend.rates import RateCounting, rate_scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +156,6 @@ class InFlight:
         with self._lock:
             return self._totals.get(key, (Decimal(0), 0))
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._holds)
-
 
 def resets_at(period: str, day: dt.date) -> dt.datetime:
     """When a daily or monthly period that contains ``day`` ends (UTC midnight)."""
@@ -196,9 +186,7 @@ class Limits:
         self._clock = clock
         self._alerted: set[str] = set()
         self._alert_lock = threading.Lock()
-        self._count_requests: Any = None
-        self._window: dt.datetime | None = None  # SQLite: this minute's requests, in memory
-        self._requests: dict[tuple[str, str], int] = {}
+        self._rates = RateCounting()
 
     def admit(
         self, subject: Subject, budgets: Sequence[Budget], rate_limits: Sequence[RateLimit]
@@ -231,7 +219,8 @@ class Limits:
                 if exhausted is not None:
                     refusal = budget_error(exhausted, self._currency, now)
                 else:
-                    self._count(connection, subject, rate_limits, now)  # raises: rolled back
+                    # Raises when a limit refuses: the transaction rolls back the counts.
+                    self._rates.count(connection, rate_scopes(subject, rate_limits), now)
         except RateLimitedError as limited:
             refusal = limited
         admission = Admission(uses, refusal)
@@ -300,122 +289,6 @@ class Limits:
         with self._alert_lock:
             self._alerted.update(dedupe for dedupe, _, _ in alerts)
 
-    # -- rate limits ---------------------------------------------------------------
-    def _count(
-        self,
-        connection: Connection,
-        subject: Subject,
-        rate_limits: Sequence[RateLimit],
-        now: dt.datetime,
-    ) -> None:
-        window = minute_of(now)
-        if connection.dialect.name == "sqlite":
-            self._count_in_process(connection, subject, rate_limits, window, now)
-            return
-        if rate_limits:
-            # A rate count lost in a crash is harmless: don't wait for the WAL flush.
-            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        for scope, name, requests, tokens in _rate_scopes(subject, rate_limits):
-            row = connection.execute(
-                self._counting(connection),
-                {
-                    "scope": scope,
-                    "subject": name,
-                    "window_start": window,
-                    "requests": 1,
-                    "tokens": 0,
-                    "max_requests": requests,
-                    "max_tokens": tokens,
-                },
-            ).one_or_none()
-            if row is None:  # refused: nothing was counted; the transaction rolls back
-                current = connection.execute(
-                    select(RateCounter.requests, RateCounter.tokens).where(
-                        RateCounter.scope == scope,
-                        RateCounter.subject == name,
-                        RateCounter.window_start == window,
-                    )
-                ).one()
-                raise rate_error(scope, name, requests, tokens, current, window, now)
-
-    def _count_in_process(
-        self,
-        connection: Connection,
-        subject: Subject,
-        rate_limits: Sequence[RateLimit],
-        window: dt.datetime,
-        now: dt.datetime,
-    ) -> None:
-        """SQLite (one process): requests are counted in memory, so admission never
-        waits for SQLite's single write lock, which the audit writer holds while it
-        commits; tokens are read from the windows the writer keeps."""
-        scopes = _rate_scopes(subject, rate_limits)
-        if not scopes:
-            return
-        used = {
-            (scope, name): (used_requests, used_tokens)
-            for scope, name, used_requests, used_tokens in connection.execute(
-                select(
-                    RateCounter.scope, RateCounter.subject, RateCounter.requests, RateCounter.tokens
-                ).where(
-                    RateCounter.window_start == window,
-                    tuple_(RateCounter.scope, RateCounter.subject).in_(
-                        [(scope, name) for scope, name, _, _ in scopes]
-                    ),
-                )
-            )
-        }
-        with self._alert_lock:
-            if self._window != window:
-                self._window, self._requests = window, {}
-            for scope, name, requests, tokens in scopes:
-                counted = self._requests.get((scope, name), 0)
-                used_tokens = used.get((scope, name), (0, 0))[1]
-                if counted >= requests or used_tokens >= tokens:
-                    current = _Used(counted, used_tokens)
-                    raise rate_error(scope, name, requests, tokens, current, window, now)
-            for scope, name, _, _ in scopes:
-                self._requests[(scope, name)] = self._requests.get((scope, name), 0) + 1
-
-    def _counting(self, connection: Connection) -> Any:
-        """The conditional upsert that counts one request, built once."""
-        if self._count_requests is None:
-            table = cast(Table, RateCounter.__table__)
-            dialect = connection.dialect.name
-            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-            self._count_requests = insert.on_conflict_do_update(
-                index_elements=["scope", "subject", "window_start"],
-                set_={"requests": table.c.requests + 1},
-                where=(table.c.requests < bindparam("max_requests"))
-                & (table.c.tokens < bindparam("max_tokens")),
-            ).returning(table.c.requests)
-        return self._count_requests
-
     def prune(self, keep: dt.timedelta = dt.timedelta(minutes=10)) -> int:
         """Delete rate windows older than ``keep``; return how many."""
-        with self._engine.begin() as connection:
-            result = connection.execute(
-                delete(RateCounter).where(RateCounter.window_start < self._clock() - keep)
-            )
-            return int(result.rowcount or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Used:
-    requests: int
-    tokens: int
-
-
-def _rate_scopes(
-    subject: Subject, rate_limits: Iterable[RateLimit]
-) -> list[tuple[str, str, int, int]]:
-    """(scope, subject, requests limit, tokens limit), strictest per scope, sorted."""
-    limits: dict[str, tuple[int, int]] = {}
-    for limit in rate_limits:
-        requests, tokens = limits.get(limit.scope, (_NO_LIMIT, _NO_LIMIT))
-        limits[limit.scope] = (
-            min(requests, limit.requests_per_minute or _NO_LIMIT),
-            min(tokens, limit.tokens_per_minute or _NO_LIMIT),
-        )
-    names = {"app": subject.app, "key": subject.key_id}
-    return [(scope, names[scope], *limits[scope]) for scope in sorted(limits)]
+        return self._rates.prune(self._engine, self._clock() - keep)

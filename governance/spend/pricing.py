@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from governance.db.spend_models import PriceRecord
 
@@ -32,6 +33,7 @@ class Price:
     input: Decimal
     cached_input: Decimal | None
     output: Decimal
+    basis: dict[str, Any] | None = None  # what an internal rate was derived from
 
     @classmethod
     def of(cls, row: PriceRecord) -> Price:
@@ -44,6 +46,7 @@ class Price:
             input=row.input,
             cached_input=row.cached_input,
             output=row.output,
+            basis=row.basis,
         )
 
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
@@ -66,9 +69,6 @@ class PriceBook:
             key: sorted(ps, key=lambda p: p.effective_from) for key, ps in by_model.items()
         }
         self._dates = {key: [p.effective_from for p in ps] for key, ps in self._prices.items()}
-
-    def __len__(self) -> int:
-        return sum(len(ps) for ps in self._prices.values())
 
     def price_at(self, upstream: str, model: str, at: dt.datetime) -> Price | None:
         """The price in force at ``at``, or None when the model has none yet."""

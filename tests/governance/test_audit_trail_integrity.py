@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
 
 import migrations
 from governance.access import Principal
@@ -44,7 +42,6 @@ from governance.db.models import AuditChain
 from governance.db.types import ExactDecimal, UTCDateTime
 from tests.audit_format.independent_verifier import Result
 from tests.audit_format.independent_verifier import verify as independent_verify
-from tests.conftest import create_database, drop_database
 from tests.support.audit_keys import write_audit_keys
 
 
@@ -469,24 +466,6 @@ def test_a_chain_with_an_unknown_format_is_a_problem_not_a_crash(
     assert f"format {value!r}" in report.problems[0].detail and report.records == 6
     mine = independent(fresh_database_url, keys)
     assert [p[:2] for p in mine.problems] == [(writer.chain_id, None)], mine.problems
-
-
-@pytest.fixture
-def url_at_0002(
-    fresh_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
-    """A new database at revision 0002 (before hash chains), on the same backend."""
-    if make_url(fresh_database_url).get_backend_name() == "sqlite":
-        url, server = f"sqlite:///{tmp_path / 'old.db'}", None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        url = create_database(server)
-    try:
-        migrations.upgrade(url, "0002")
-        yield url
-    finally:
-        if server is not None:
-            drop_database(server, url)
 
 
 def test_records_from_before_0003_stay_format_1_after_every_upgrade(

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 import migrations
 from governance.db import SpendDaily, UsageCounter, make_engine, session_factory
 from governance.db.types import ExactDecimal, UTCDateTime
-from tests.conftest import create_database, drop_database
-
-
-@pytest.fixture
-def url_at_0002(
-    fresh_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
-    if make_url(fresh_database_url).get_backend_name() == "sqlite":
-        url, server = f"sqlite:///{tmp_path / 'old.db'}", None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        url = create_database(server)
-    try:
-        migrations.upgrade(url, "0002")
-        yield url
-    finally:
-        if server is not None:
-            drop_database(server, url)
 
 
 def test_rollups_start_equal_to_the_stored_records(url_at_0002: str) -> None:

@@ -12,10 +12,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from governance.config.schema import Settings
-from governance.db.spend_models import PriceRecord
 from governance.spend.price_file import read_price_file
 from governance.spend.prices import PriceStore
 from governance.spend.pricing import Price
@@ -45,11 +41,6 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=list_prices)
 
 
-def served_deployments(settings: Settings) -> set[tuple[str, str]]:
-    """The (upstream, model) pairs the configured model aliases are served by."""
-    return {(d.upstream, d.model) for m in settings.models for d in m.deployments}
-
-
 def _store(context: Context) -> PriceStore:
     return PriceStore(context.sessions, context.settings.spend.currency)
 
@@ -61,11 +52,10 @@ def load_prices(args: argparse.Namespace) -> int:
         document,
         actor=acting_principal(context),
         source=str(args.file),
-        deployments=served_deployments(context.settings),
+        deployments=context.settings.deployed_models(),
     )
     if result.added:
-        bases = {(e.upstream, e.model, e.effective_from): e.rates()[3] for e in document.prices}
-        rows = [_row(p, bases.get((p.upstream, p.model, p.effective_from))) for p in result.added]
+        rows = [_row(p) for p in result.added]
         print(f"added {len(result.added)} prices from {args.file}:")
         print(render_table(HEADERS, rows))
     else:
@@ -77,16 +67,8 @@ def load_prices(args: argparse.Namespace) -> int:
 def list_prices(args: argparse.Namespace) -> int:
     context = open_database(load(args))
     prices = _store(context).list(acting_principal(context))
-    bases = _bases(context)
-    print(render_table(HEADERS, [_row(p, bases.get(p.id)) for p in prices]))
+    print(render_table(HEADERS, [_row(p) for p in prices]))
     return 0
-
-
-def _bases(context: Context) -> dict[int, dict[str, Any]]:
-    """What each derived price was derived from, by price id (`Price` does not carry it)."""
-    query = select(PriceRecord.id, PriceRecord.basis).where(PriceRecord.basis.is_not(None))
-    with context.sessions() as session:
-        return {row.id: row.basis for row in session.execute(query) if row.basis}
 
 
 def describe_basis(basis: dict[str, Any] | None) -> str:
@@ -100,7 +82,7 @@ def describe_basis(basis: dict[str, Any] | None) -> str:
     )
 
 
-def _row(price: Price, basis: dict[str, Any] | None) -> list[str]:
+def _row(price: Price) -> list[str]:
     return [
         price.upstream,
         price.model,
@@ -109,5 +91,5 @@ def _row(price: Price, basis: dict[str, Any] | None) -> list[str]:
         "-" if price.cached_input is None else plain_decimal(price.cached_input),
         plain_decimal(price.output),
         price.currency,
-        describe_basis(basis),
+        describe_basis(price.basis),
     ]
