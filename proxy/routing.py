@@ -11,6 +11,7 @@ before any byte of an answer has reached the client. Every attempt is logged in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,15 +40,20 @@ class Attempt:
     outcome: str  # "ok" or an error code
     http_status: int | None
     duration_ms: float
+    # The upstream's watched response headers (``fingerprint_headers``) of a success.
+    headers: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        attempt: dict[str, Any] = {
             "upstream": self.upstream,
             "model": self.model,
             "outcome": self.outcome,
             "http_status": self.http_status,
             "duration_ms": round(self.duration_ms, 3),
         }
+        if self.headers:
+            attempt["headers"] = self.headers
+        return attempt
 
 
 class Router:
@@ -99,7 +105,10 @@ class Router:
                 except asyncio.CancelledError:
                     attempts.append(_attempt(target, "cancelled", None, started))
                     raise
-                attempts.append(_attempt(target, "ok", 200, started))
+                ok = _attempt(target, "ok", 200, started)
+                # Replies and streams carry the watched headers; other results none.
+                headers = getattr(result, "watched_headers", None)
+                attempts.append(dataclasses.replace(ok, headers=headers) if headers else ok)
                 return result, target
         assert last_error is not None, "a model has at least one deployment"
         raise last_error

@@ -43,6 +43,10 @@ class _Opened:
     events: AsyncIterator[bytes]
     first: bytes | None
 
+    @property
+    def watched_headers(self) -> dict[str, str]:
+        return self.stream.watched_headers
+
 
 async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str) -> StreamRelay:
     """Connect upstream and read the first event, retrying/falling back until one works."""

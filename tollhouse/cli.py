@@ -7,7 +7,18 @@ import sys
 from collections.abc import Sequence
 
 from governance.errors import TollhouseError
-from tollhouse.commands import audit, db, demo, keys, policy, prices, principals, serve, spend
+from tollhouse.commands import (
+    audit,
+    db,
+    demo,
+    keys,
+    monitors,
+    policy,
+    prices,
+    principals,
+    serve,
+    spend,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tollhouse", description="Governance proxy for LLM traffic."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, db, principals, keys, policy, audit, spend, prices, demo):
+    for module in (serve, db, principals, keys, policy, audit, spend, prices, monitors, demo):
         module.register(commands, common)
     return parser
 

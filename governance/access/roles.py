@@ -37,6 +37,7 @@ class Permission(StrEnum):
     OPS_READ = "ops:read"  # health, upstreams, metrics, drift
     SPEND_READ = "spend:read"  # spend rollups, budgets and their use, prices
     PRICES_MANAGE = "prices:manage"  # load new prices
+    MONITORS_MANAGE = "monitors:manage"  # run monitor jobs, acknowledge alerts, rebaseline
 
 
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -56,7 +57,14 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.SPEND_READ,
         }
     ),
-    Role.SRE: frozenset({Permission.AUDIT_VERIFY, Permission.OPS_READ, Permission.SPEND_READ}),
+    Role.SRE: frozenset(
+        {
+            Permission.AUDIT_VERIFY,
+            Permission.OPS_READ,
+            Permission.SPEND_READ,
+            Permission.MONITORS_MANAGE,
+        }
+    ),
     Role.APP: frozenset({Permission.PROXY}),
     Role.FINANCE: frozenset({Permission.SPEND_READ, Permission.PRICES_MANAGE}),
 }

@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from governance.access import Permission, Principal
 from governance.audit.admin import admin_entry
 from governance.audit.checkpoint import Checkpoint, iter_checkpoints
+from governance.audit.opened import open_content
 from governance.audit.shared import append_shared
-from governance.audit.vault import ENCRYPTION, InvalidTag, KeyRing, MasterKey
+from governance.audit.vault import KeyRing, MasterKey
 from governance.db.models import AuditContent, AuditRecord
-from governance.errors import ConfigError, InvalidRequestError, NotFoundError
+from governance.errors import InvalidRequestError, NotFoundError
 
 ExportFormat = Literal["jsonl", "csv"]
 COLUMNS: tuple[str, ...] = tuple(c.key for c in AuditRecord.__table__.columns)
@@ -210,24 +211,21 @@ class AuditReader:
         ``none`` (the policy kept none), ``present``, ``erased`` (purged, or plaintext
         forgotten), ``shredded`` (its data key was destroyed) or ``unreadable`` (sealed
         under a master key this process does not hold; ``reason`` says which)."""
-        if record.content_digest is None:
-            return {"status": "none"}
-        if content is None:
-            return {"status": "erased"}
-        body: bytes | None = content.body
-        if content.encryption == ENCRYPTION:
-            assert record.content_key_id is not None
-            try:
-                body = ring.open(
-                    connection, record.content_key_id, content.body, record.chain_id, record.seq
-                )
-            except ConfigError as exc:  # another master key, or none configured
-                return {"status": "unreadable", "reason": exc.message}
-            except InvalidTag:
-                return {"status": "unreadable", "reason": "the ciphertext fails authentication"}
-        if body is None:
-            return {"status": "shredded"}
-        return {"status": "present", **orjson.loads(body)}
+        opened = open_content(
+            ring,
+            connection,
+            chain_id=record.chain_id,
+            seq=record.seq,
+            digest=record.content_digest,
+            key_id=record.content_key_id,
+            encryption=content.encryption if content is not None else None,
+            body=content.body if content is not None else None,
+        )
+        if opened.status == "present":
+            return {"status": "present", **(opened.document or {})}
+        if opened.status == "unreadable":
+            return {"status": "unreadable", "reason": opened.reason}
+        return {"status": opened.status}
 
     # -- export -------------------------------------------------------------------------
     def export(

@@ -55,9 +55,10 @@ def settings_from_mapping(
     """Validate an already-parsed document and apply the environment overrides."""
     if ENV_DATABASE_URL in environ:
         raw = {**raw, "database_url": environ[ENV_DATABASE_URL]}
-    if "upstream_api_keys" in raw:
+    if "upstream_api_keys" in raw or "monitor_secrets" in raw:
         raise ConfigError(
-            f"{source}: upstream_api_keys: secrets never go in the file; use api_key_env"
+            f"{source}: secrets never go in the file; name environment variables (api_key_env, "
+            "url_env, canary_key_env) instead"
         )
     try:
         settings = Settings.model_validate(raw)
@@ -74,7 +75,11 @@ def settings_from_mapping(
                 f"{upstream.api_key_env} is not set; export it or remove api_key_env"
             )
         keys[upstream.name] = SecretStr(value)
-    return settings.model_copy(update={"upstream_api_keys": keys})
+    monitors = settings.monitors
+    wanted = [monitors.canary_key_env, monitors.embeddings.api_key_env]
+    wanted += [sink.url_env for sink in monitors.alerts.sinks]
+    secrets = {name: SecretStr(environ[name]) for name in wanted if name and environ.get(name)}
+    return settings.model_copy(update={"upstream_api_keys": keys, "monitor_secrets": secrets})
 
 
 def _describe(source: str, exc: ValidationError) -> str:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from governance.config.monitors import MonitorsConfig
+
 Destination = Literal["internal", "external"]
 Name = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
@@ -47,6 +49,14 @@ class UpstreamConfig(_Strict):
         "marked estimated",
     )
     max_connections: int = Field(default=256, ge=1)
+    fingerprint_headers: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$", max_length=64)]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="response headers that identify the model version behind the API "
+        "(recorded with each attempt; a change raises a model-change alert)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -177,11 +187,15 @@ class Settings(_Strict):
     access: AccessConfig = AccessConfig()
     policy: PolicyConfig = PolicyConfig()
     pii: PiiConfig = PiiConfig()
+    monitors: MonitorsConfig = MonitorsConfig()
     auth_cache_ttl_s: float = Field(
         default=5.0, ge=0, description="how long a key lookup is cached"
     )
     # Filled from the environment by the loader, never from the file.
     upstream_api_keys: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+    # The monitors' secrets (canary key, sink URLs, embeddings key) by variable name, as
+    # far as they are set; a monitor that needs an unset one fails with its field name.
+    monitor_secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

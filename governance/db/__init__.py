@@ -2,8 +2,15 @@
 
 from governance.db.engine import make_engine, normalise_url, session_factory
 from governance.db.models import ApiKey, AuditRecord, Base
-from governance.db.spend_models import (
+from governance.db.monitor_models import (
     AlertRecord,
+    CanaryBaseline,
+    CanarySample,
+    ModelFingerprint,
+    MonitorCursor,
+    MonitorRun,
+)
+from governance.db.spend_models import (
     PriceRecord,
     RateCounter,
     SpendDaily,
@@ -15,6 +22,11 @@ __all__ = [
     "ApiKey",
     "AuditRecord",
     "Base",
+    "CanaryBaseline",
+    "CanarySample",
+    "ModelFingerprint",
+    "MonitorCursor",
+    "MonitorRun",
     "PriceRecord",
     "RateCounter",
     "SpendDaily",

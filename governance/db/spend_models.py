@@ -1,4 +1,4 @@
-"""Tables of the spend domain: prices, daily rollups, budget and rate counters, alerts.
+"""Tables of the spend domain: prices, daily rollups, budget and rate counters.
 
 Counters and rollups are only ever changed by adding to them (``x = x + delta`` in one
 statement), so processes sharing PostgreSQL never lose each other's updates. Text key
@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Date, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from governance.db.models import Base, BigId
@@ -103,25 +103,3 @@ class RateCounter(Base):
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger)
     tokens: Mapped[int] = mapped_column(BigInteger)
-
-
-class AlertRecord(Base):
-    """Something an operator should know about (a budget's soft threshold crossed, ...).
-
-    ``dedupe_key`` makes raising idempotent: the same condition in the same period is
-    one alert however many processes notice it.
-    """
-
-    __tablename__ = "alerts"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    dedupe_key: Mapped[str] = mapped_column(String(400), unique=True)
-    kind: Mapped[str] = mapped_column(String(64))
-    severity: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(300))
-    summary: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
-    raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    acknowledged_by: Mapped[str | None] = mapped_column(String(128))

@@ -22,7 +22,8 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from governance.db.spend_models import AlertRecord, UsageCounter
+from governance.db.monitor_models import AlertRecord
+from governance.db.spend_models import UsageCounter
 from governance.errors import BudgetExceededError, RateLimitedError
 from governance.policy.schema import Budget, RateLimit
 from governance.spend.ledger import CounterKey, month_of

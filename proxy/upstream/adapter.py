@@ -7,7 +7,7 @@ answer back into OpenAI shape, raising only `governance.errors.UpstreamError`s.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from governance.config.schema import Destination
@@ -19,10 +19,14 @@ class JsonReply:
 
     payload: dict[str, Any]
     raw: bytes
+    # The upstream's ``fingerprint_headers`` that were present (lower-case names).
+    watched_headers: dict[str, str] = field(default_factory=dict)
 
 
 class EventStream(Protocol):
     """A streamed answer: the ``data`` payload of each event, ending at ``[DONE]``."""
+
+    watched_headers: dict[str, str]
 
     def events(self) -> AsyncIterator[bytes]: ...
 

@@ -38,6 +38,7 @@ class OpenAICompatibleAdapter:
             total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
         )
         self._connector_limit = config.max_connections
+        self._watch = tuple(h.lower() for h in config.fingerprint_headers)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -103,17 +104,25 @@ class OpenAICompatibleAdapter:
             raise UpstreamProtocolError(f"upstream {self.name}: answer is not valid JSON") from exc
         if not isinstance(payload, dict):
             raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
-        return JsonReply(payload=payload, raw=raw)
+        return JsonReply(payload=payload, raw=raw, watched_headers=self._watched(response))
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> _SSEStream:
         response = await self._post(path, body)
-        return _SSEStream(self.name, response)
+        return _SSEStream(self.name, response, self._watched(response))
+
+    def _watched(self, response: aiohttp.ClientResponse) -> dict[str, str]:
+        if not self._watch:
+            return {}
+        return {h: response.headers[h][:256] for h in self._watch if h in response.headers}
 
 
 class _SSEStream:
-    def __init__(self, upstream: str, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self, upstream: str, response: aiohttp.ClientResponse, watched_headers: dict[str, str]
+    ) -> None:
         self._upstream = upstream
         self._response = response
+        self.watched_headers = watched_headers
 
     async def events(self) -> AsyncIterator[bytes]:
         decoder = SSEDecoder()

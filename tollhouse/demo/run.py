@@ -73,6 +73,27 @@ def demo_config(
     }
 
 
+def monitors_config(directory: Path, port: int) -> dict[str, Any]:
+    """A fingerprint watch over both upstreams and a canary job on the external model
+    (the demo model answers by fixed rules, so its canaries never change)."""
+    return {
+        "reports_dir": str((directory / "reports").resolve()),
+        "proxy_url": f"http://127.0.0.1:{port}/v1",
+        "embeddings": {"kind": "off"},
+        "jobs": [
+            {"name": "fingerprints", "kind": "fingerprints", "interval_s": 300},
+            {
+                "name": "canary-cloud",
+                "kind": "canary",
+                "model": "chat-default",
+                "prompts": 10,
+                "samples": 3,
+                "interval_s": 3600,
+            },
+        ],
+    }
+
+
 # The external model at a list price (cached input at half price); the internal one at
 # a rate derived from what its GPU costs per hour and what it serves per second.
 DEMO_PRICES: dict[str, Any] = {
@@ -155,6 +176,7 @@ def start(directory: Path, port: int) -> DemoStack:
     raw = demo_config(internal.url, external.url, database_url, port)
     raw["audit"] = audit_keys(directory)
     raw["spend"] = {"prices_file": price_file(directory)}
+    raw["monitors"] = monitors_config(directory, port)
     config_path = directory / "demo.yaml"
     config_path.write_text("# written by `tollhouse demo`\n" + yaml.safe_dump(raw, sort_keys=False))
     settings = settings_from_mapping(raw, {}, source=str(config_path))
@@ -354,6 +376,11 @@ def run(directory: Path, port: int | None, wait: bool) -> int:
         print(f"\n{trail_status(stack.settings)}")
         print(f"Audit trail: tollhouse audit tail --config {stack.config_path}")
         print(f"Verify it:   tollhouse audit verify --config {stack.config_path}")
+        print(f"Monitors:    tollhouse monitors run fingerprints --config {stack.config_path}")
+        print(
+            f"             TOLLHOUSE_CANARY_KEY={stack.key} "
+            f"tollhouse monitors run canary-cloud --config {stack.config_path}"
+        )
         if wait:
             print("\nThe proxy keeps running; press Ctrl-C to stop.", flush=True)
             threading.Event().wait()

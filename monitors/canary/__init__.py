@@ -1,0 +1,1 @@
+"""Canary monitoring: statistical tests that detect a silent change of a watched model."""
