@@ -30,11 +30,14 @@ class Scheduler:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         progress: Callable[[str], None] = lambda _: None,
+        wait: Callable[[float], object] | None = None,
     ) -> None:
         self._run = run
         self._monotonic = monotonic
         self._progress = progress
         self._stop = threading.Event()
+        # Waiting for the next job; returns early when stopped. Tests pass a fake clock's.
+        self._wait = wait or self._stop.wait
         start = monotonic()
         self._due = [_Due(job, start) for job in jobs]
 
@@ -49,7 +52,7 @@ class Scheduler:
             due = self._due[0]
             wait = due.at - self._monotonic()
             if wait > 0:
-                self._stop.wait(wait)
+                self._wait(wait)
                 continue
             started = self._monotonic()
             result = self._run(due.job)
