@@ -330,13 +330,13 @@ class Notifier:
     def _pending(self, session: Session, now: dt.datetime) -> list[AlertRecord]:
         """Alerts whose sinks have not heard their current state: new ones (no older
         than ``max_age``, so turning sinks on does not replay history), resolved ones that
-        were announced firing, and firing ones due for a repeat."""
+        were announced firing, and firing ones due for a repeat. (A resolved alert never
+        reopens: a later episode is a new row.)"""
         query = select(AlertRecord).where(
             or_(
                 (AlertRecord.notified_state.is_(None))
                 & (AlertRecord.raised_at >= now - self._max_age),
                 (AlertRecord.notified_state == "firing") & AlertRecord.resolved_at.is_not(None),
-                (AlertRecord.notified_state == "resolved") & AlertRecord.resolved_at.is_(None),
             )
         )
         pending = list(session.scalars(query.order_by(AlertRecord.id)))

@@ -43,7 +43,8 @@ import collect  # noqa: E402
 import detectors  # noqa: E402
 import model as lm  # noqa: E402
 
-from monitors.canary.stats import CanarySample, clopper_pearson  # noqa: E402
+from monitors.canary.stats import CanarySample  # noqa: E402
+from monitors.proportions import clopper_pearson  # noqa: E402
 
 BUDGETS = (2, 5, 10)
 SLOT = max(BUDGETS)

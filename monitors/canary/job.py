@@ -30,7 +30,8 @@ from governance.db import CanarySample as SampleRow
 from monitors.alerts import Finding
 from monitors.canary.client import Answered, CanaryClient, Probe
 from monitors.canary.prompts import CanaryItem
-from monitors.canary.stats import CanarySample, change_test, two_proportion_test
+from monitors.canary.stats import CanarySample, change_test
+from monitors.proportions import two_proportion_test
 
 # A batch with more failed items than this proves nothing either way.
 MAX_FAILED_SHARE = 0.2

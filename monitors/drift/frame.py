@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import Select, Text, and_, func, select, type_coerce
+from sqlalchemy import Connection, Select, Text, and_, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from governance.audit.opened import open_content
+from governance.audit.opened import Opened, open_content
 from governance.audit.vault import KeyRing
 from governance.db.models import AuditContent, AuditRecord
 from monitors.drift.spec import DriftSpec, Window
@@ -64,6 +64,20 @@ class WindowFrame:
     @property
     def n(self) -> int:
         return len(self.frame)
+
+
+def _open_row(ring: KeyRing, connection: Connection, row: Any) -> Opened:
+    """Open the content of a row selected with the record's and its content's columns."""
+    return open_content(
+        ring,
+        connection,
+        chain_id=row.chain_id,
+        seq=row.seq,
+        digest=row.content_digest,
+        key_id=row.content_key_id,
+        encryption=row.encryption,
+        body=row.body,
+    )
 
 
 def _subject(query: _S, spec: DriftSpec, window: Window, kind: str) -> _S:
@@ -158,16 +172,7 @@ def read_window(
         data["pii"].append(pii if isinstance(pii, dict) else {})
         answer: str | None = None
         if texts and ok:
-            content = open_content(
-                ring,
-                connection,
-                chain_id=row.chain_id,
-                seq=row.seq,
-                digest=row.content_digest,
-                key_id=row.content_key_id,
-                encryption=row.encryption,
-                body=row.body,
-            )
+            content = _open_row(ring, connection, row)
             if content.status == "present" and content.document is not None:
                 opened += 1
                 answer = response_text(content.document.get("response"))
@@ -202,16 +207,7 @@ def read_prompts(
             )
         ).where(r.kind == "admitted", r.app == spec.app, r.request_id.in_(chunk))
         for row in session.execute(query):
-            content = open_content(
-                ring,
-                connection,
-                chain_id=row.chain_id,
-                seq=row.seq,
-                digest=row.content_digest,
-                key_id=row.content_key_id,
-                encryption=row.encryption,
-                body=row.body,
-            )
+            content = _open_row(ring, connection, row)
             if content.status == "present" and content.document is not None:
                 text = prompt_text(content.document.get("request"))
                 if text:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitors.canary.stats import two_proportion_test
+from monitors.proportions import cohens_h, two_proportion_test
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -39,11 +39,6 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, value)
         adjusted[index] = running
     return adjusted
-
-
-def cohens_h(p1: float, p2: float) -> float:
-    """|2·asin(√p2) - 2·asin(√p1)|: the effect size of a change of proportion."""
-    return abs(2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,11 @@ from scipy import stats as sps
 from monitors.canary.stats import (
     CanarySample,
     change_test,
-    clopper_pearson,
     hamming_gram,
     length_ks_test,
     mmd_hamming_test,
-    two_proportion_test,
 )
+from monitors.proportions import clopper_pearson, two_proportion_test
 
 ALPHABET = np.array(list("abcdefgh ()=._"))
 

@@ -16,8 +16,9 @@ import pytest
 from monitors.drift import CachedEmbedder, DriftSpec, EndpointEmbedder, Frozen, Kind, Thresholds
 from monitors.drift.embeddings import EmbeddingError
 from monitors.drift.refusal import is_refusal
-from monitors.drift.statistics import cohens_h, holm, mmd_test, two_proportions
+from monitors.drift.statistics import holm, mmd_test, two_proportions
 from monitors.drift.texts import prompt_text, response_text
+from monitors.proportions import cohens_h
 
 # -- refusals -----------------------------------------------------------------------------
 REFUSALS = [
