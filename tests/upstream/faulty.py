@@ -174,8 +174,14 @@ class FaultyUpstream(FakeModelServer):
         for event in events[: fault.after_events]:
             await response.write(b"data: " + event + b"\n\n")
         if fault.kind == "drop_mid_stream":
-            assert request.transport is not None
-            request.transport.abort()
+            transport = request.transport
+            assert transport is not None
+            # abort() discards whatever is still buffered; let the events reach the socket
+            # first, so the client sees exactly `after_events` events and then the cut.
+            while transport.get_write_buffer_size() > 0:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.02)
+            transport.abort()
             raise asyncio.CancelledError
         if fault.kind == "malformed_sse":
             await response.write(b"data: {this is not json\n\n")
