@@ -18,6 +18,7 @@ from governance.audit import AuditWriter
 from governance.audit.checkpoint import Checkpointer, load_signing_key
 from governance.audit.reader import AuditReader
 from governance.audit.retention import Retention
+from governance.audit.traffic import TrafficLedger
 from governance.audit.vault import DataKeys, MasterKey
 from governance.config import load_settings, resolve_config_path
 from governance.config.schema import Destination, Settings
@@ -156,7 +157,7 @@ def create_app(
             batch_max=settings.audit.batch_max,
             queue_max=settings.audit.queue_max,
             data_keys=build_data_keys(settings),
-            ledger=Ledger(),
+            ledgers=[Ledger(), TrafficLedger()],
         )
         checkpointer = build_checkpointer(settings, db)
         writer.start()

@@ -133,6 +133,24 @@ def url_at_0002(
 
 
 @pytest.fixture
+def url_at_0005(
+    fresh_database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A new database at revision 0005 (before the traffic rollup), on the same backend."""
+    if make_url(fresh_database_url).get_backend_name() == "sqlite":
+        url, server = f"sqlite:///{tmp_path / 'old.db'}", None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = create_database(server)
+    try:
+        migrations.upgrade(url, "0005")
+        yield url
+    finally:
+        if server is not None:
+            drop_database(server, url)
+
+
+@pytest.fixture
 def fresh_engine(fresh_database_url: str) -> Iterator[Engine]:
     engine = make_engine(fresh_database_url)
     yield engine

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from governance.errors import TollhouseError
 from tollhouse.commands import (
     audit,
+    dashboard,
     db,
     demo,
     keys,
@@ -32,7 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tollhouse", description="Governance proxy for LLM traffic."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, db, principals, keys, policy, audit, spend, prices, monitors, demo):
+    for module in (
+        serve,
+        db,
+        principals,
+        keys,
+        policy,
+        audit,
+        spend,
+        prices,
+        monitors,
+        dashboard,
+        demo,
+    ):
         module.register(commands, common)
     return parser
 

@@ -68,6 +68,18 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     return key
 
 
+def trusted_keys(
+    signing_key_file: str | Path | None, verify_key_files: Iterable[str | Path]
+) -> dict[str, Ed25519PublicKey]:
+    """The public keys checkpoints are checked against, by key id: the signing key's own
+    and every configured verification key (older keys after a rotation)."""
+    keys: list[Ed25519PublicKey] = []
+    if signing_key_file:
+        keys.append(load_signing_key(signing_key_file).public_key())
+    keys.extend(load_public_key(path) for path in verify_key_files)
+    return {key_id_of(key): key for key in keys}
+
+
 def generate_signing_key() -> tuple[bytes, bytes]:
     """A new key pair as (private PEM, public PEM)."""
     key = Ed25519PrivateKey.generate()

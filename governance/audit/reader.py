@@ -16,77 +16,38 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Any, Literal
 
 import orjson
-from sqlalchemy import Engine, Select, and_, func, select
+from sqlalchemy import Engine, Select, and_, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from governance.access import Permission, Principal
 from governance.audit.admin import admin_entry
 from governance.audit.checkpoint import Checkpoint, iter_checkpoints
+from governance.audit.filters import RecordFilter, dense_tags
 from governance.audit.opened import open_content
 from governance.audit.shared import append_shared
 from governance.audit.vault import KeyRing, MasterKey
 from governance.db.models import AuditContent, AuditRecord
 from governance.errors import InvalidRequestError, NotFoundError
 
+__all__ = [
+    "AuditReader",
+    "ExportFormat",
+    "Manifest",
+    "RecordFilter",  # defined in governance.audit.filters; imported from here too
+    "recent_completions",
+    "record_dict",
+    "to_json",
+]
+
 ExportFormat = Literal["jsonl", "csv"]
 COLUMNS: tuple[str, ...] = tuple(c.key for c in AuditRecord.__table__.columns)
 _SORTABLE = frozenset({"id", "recorded_at", "app", "requested_model", "latency_ms", "cost"})
 
 
-_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 _WithContent = Select[AuditRecord, AuditContent]
-_EQUALS = {
-    "app": AuditRecord.app,
-    "team": AuditRecord.team,
-    "end_user": AuditRecord.end_user,
-    "model": AuditRecord.requested_model,
-    "upstream": AuditRecord.upstream,
-    "destination": AuditRecord.destination,
-    "kind": AuditRecord.kind,
-    "status": AuditRecord.status,
-    "policy_version": AuditRecord.policy_version,
-    "request_id": AuditRecord.request_id,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
-    """Which records: every field optional; times are ``[since, until)``."""
-
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    app: str | None = None
-    team: str | None = None
-    end_user: str | None = None
-    model: str | None = None
-    upstream: str | None = None
-    destination: str | None = None
-    kind: str | None = None
-    status: str | None = None
-    policy_version: int | None = None
-    request_id: str | None = None
-
-    def apply(self, query: _S) -> _S:
-        r = AuditRecord
-        if self.since is not None:
-            query = query.where(r.recorded_at >= self.since)
-        if self.until is not None:
-            query = query.where(r.recorded_at < self.until)
-        for name, column in _EQUALS.items():
-            value = getattr(self, name)
-            if value is not None:
-                query = query.where(column == value)
-        return query
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            name: value.isoformat() if isinstance(value, dt.datetime) else value
-            for name in self.__slots__
-            if (value := getattr(self, name)) is not None
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +98,9 @@ class AuditReader:
         order: str = "-recorded_at",
         limit: int = 50,
         offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page of record metadata and the total matching, sorted by ``order``
-        (a column name, ``-`` for descending)."""
+    ) -> list[dict[str, Any]]:
+        """One page of record metadata, sorted by ``order`` (a column name, ``-`` for
+        descending). It does not count the matches: `count` does, up to a cap."""
         actor.require(Permission.AUDIT_READ)
         column_name = order.lstrip("-")
         if column_name not in _SORTABLE:
@@ -154,14 +115,27 @@ class AuditReader:
         column = getattr(AuditRecord, column_name)
         ordering = column.desc() if order.startswith("-") else column.asc()
         with self._sessions() as session:
-            total = session.scalar(where.apply(select(func.count()).select_from(AuditRecord)))
+            # In time order, a common tag is found fastest by walking the records.
+            walk = dense_tags(session, where) if column_name in ("recorded_at", "id") else ()
             rows = session.scalars(
-                where.apply(select(AuditRecord))
+                where.apply(select(AuditRecord), walk=walk)
                 .order_by(ordering, AuditRecord.id.desc())
                 .limit(limit)
                 .offset(offset)
             ).all()
-        return [record_dict(r) for r in rows], int(total or 0)
+        return [record_dict(r) for r in rows]
+
+    def count(self, actor: Principal, where: RecordFilter, cap: int = 100_000) -> tuple[int, bool]:
+        """How many records match, counting no further than ``cap``: ``(count, capped)``,
+        where ``capped`` means there are more than ``cap``. A count stops at the cap so
+        that a broad filter over millions of records costs a bounded scan."""
+        actor.require(Permission.AUDIT_READ)
+        if cap < 0:
+            raise InvalidRequestError("cap must be at least 0", param="cap")
+        matching = where.apply(select(literal(1)).select_from(AuditRecord)).limit(cap + 1)
+        with self._sessions() as session:
+            found = int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
+        return min(found, cap), found > cap
 
     # -- content ------------------------------------------------------------------------
     def show(self, actor: Principal, request_id: str) -> list[dict[str, Any]]:

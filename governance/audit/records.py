@@ -91,6 +91,22 @@ class AuditEntry:
         ).encode("utf-8")
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChainedEntry(AuditEntry):
+    """An entry at its place in a hash chain: what the writer's batch ledgers see.
+
+    ``(chain_id, seq)`` identifies the stored record on every backend, so derived rows
+    (tags) can point at it; a stored ``audit_records`` row reads the same way.
+    """
+
+    chain_id: str
+    seq: int
+
+    @classmethod
+    def of(cls, entry: AuditEntry, chain_id: str, seq: int) -> ChainedEntry:
+        return cls(**entry.as_row(), chain_id=chain_id, seq=seq)
+
+
 _CONTENT_FIELDS = ("request_content", "response_content")
 
 

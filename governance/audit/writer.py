@@ -13,9 +13,10 @@ on it. The head (last seq and hash) advances only when a batch commits; after a 
 batch it is re-read from the database, because a commit whose acknowledgement was lost
 may still have landed. Content is sealed here too (`DataKeys`), off the event loop.
 
-An optional ``ledger`` (`governance.spend.ledger.Ledger`) adds each batch's completed
-records to the spend rollups and counters in the same transaction, so they commit or
-fail together with the records.
+Optional ``ledgers`` (`governance.spend.ledger.Ledger` for the spend rollups and
+counters, `governance.audit.traffic.TrafficLedger` for the traffic rollup and record
+tags) are applied in order to each batch, placed in its chain (`ChainedEntry`), in the
+same transaction, so what they derive commits or fails together with the records.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Protocol, cast
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
 from governance.audit.chain import FORMAT, GENESIS, content_digest
-from governance.audit.records import AuditEntry, chained_row
+from governance.audit.records import AuditEntry, ChainedEntry, chained_row
 from governance.audit.vault import ENCRYPTION, DataKeys, seal
 from governance.db.models import AuditChain, AuditContent, AuditRecord
 from governance.errors import AuditUnavailableError
@@ -59,7 +60,9 @@ _MOVE_HEAD = (
 
 
 class BatchLedger(Protocol):
-    def apply(self, connection: Connection, records: Sequence[AuditEntry]) -> None: ...
+    """Derives rows from a batch of records inside the transaction that inserts them."""
+
+    def apply(self, connection: Connection, records: Sequence[ChainedEntry]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -84,10 +87,10 @@ class AuditWriter:
         queue_max: int = 20_000,
         data_keys: DataKeys | None = None,
         chain_id: str | None = None,
-        ledger: BatchLedger | None = None,
+        ledgers: Sequence[BatchLedger] = (),
     ) -> None:
         self._engine = engine
-        self._ledger = ledger
+        self._ledgers = tuple(ledgers)
         self.chain_id = chain_id or f"w-{secrets.token_hex(8)}"
         self._data_keys = data_keys
         self._head: tuple[int, str] | None = None  # None: unknown, read it from the database
@@ -285,8 +288,13 @@ class AuditWriter:
         connection.execute(_INSERT_RECORDS, rows)
         if contents:
             connection.execute(_INSERT_CONTENT, contents)
-        if self._ledger is not None:
-            self._ledger.apply(connection, entries)
+        if self._ledgers:
+            placed = [
+                ChainedEntry.of(entry, self.chain_id, first_seq + i)
+                for i, entry in enumerate(entries, start=1)
+            ]
+            for ledger in self._ledgers:
+                ledger.apply(connection, placed)
         return seq, last_hash
 
     def _content(

@@ -176,6 +176,33 @@ class PolicyConfig(_Strict):
     )
 
 
+class OidcConfig(_Strict):
+    """Single sign-on for the dashboard through Streamlit's ``st.login``.
+
+    Streamlit reads the provider from the ``[auth]`` section of a secrets file
+    (``redirect_uri``, ``cookie_secret``, ``client_id``, ``client_secret``,
+    ``server_metadata_url``); Tollhouse only points Streamlit at it. A signed-in person
+    acts as the principal whose name equals the identity token's ``claim``.
+    """
+
+    secrets_file: str = Field(description="Streamlit secrets.toml holding the [auth] section")
+    provider: Name | None = Field(
+        default=None, description="a named provider ([auth.NAME]); none: the [auth] one"
+    )
+    claim: Literal["email", "preferred_username", "sub"] = "email"
+    label: str = Field(default="Sign in with single sign-on", max_length=80)
+
+
+class DashboardConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8501, ge=1, le=65535)
+    page_size: int = Field(default=50, ge=10, le=1000, description="audit log rows per page")
+    export_max_records: int = Field(
+        default=200_000, ge=1, description="records one dashboard export may hold"
+    )
+    oidc: OidcConfig | None = None
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///./tollhouse.db"
     server: ServerConfig = ServerConfig()
@@ -188,6 +215,7 @@ class Settings(_Strict):
     policy: PolicyConfig = PolicyConfig()
     pii: PiiConfig = PiiConfig()
     monitors: MonitorsConfig = MonitorsConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     auth_cache_ttl_s: float = Field(
         default=5.0, ge=0, description="how long a key lookup is cached"
     )

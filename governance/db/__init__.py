@@ -16,11 +16,13 @@ from governance.db.spend_models import (
     SpendDaily,
     UsageCounter,
 )
+from governance.db.traffic_models import AuditTag, TrafficHourly
 
 __all__ = [
     "AlertRecord",
     "ApiKey",
     "AuditRecord",
+    "AuditTag",
     "Base",
     "CanaryBaseline",
     "CanarySample",
@@ -30,6 +32,7 @@ __all__ = [
     "PriceRecord",
     "RateCounter",
     "SpendDaily",
+    "TrafficHourly",
     "UsageCounter",
     "make_engine",
     "normalise_url",

@@ -31,12 +31,20 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, busy_timeout_s: float = 5.0, durable: bool = True, **kwargs: Any
+    url: str,
+    *,
+    busy_timeout_s: float = 5.0,
+    durable: bool = True,
+    read_only: bool = False,
+    **kwargs: Any,
 ) -> Engine:
     """Create an engine with Tollhouse's connection settings for the URL's backend.
 
     ``durable=False`` (SQLite) commits without waiting for the disk: for counters whose
-    loss in a power cut is harmless (rate-limit windows), never for audit records."""
+    loss in a power cut is harmless (rate-limit windows), never for audit records.
+    ``read_only=True`` makes the database refuse every write on the engine's connections
+    (SQLite ``query_only``, PostgreSQL ``default_transaction_read_only``): for readers such
+    as the dashboard, so that a bug in a page can never change what it shows."""
     url = normalise_url(url)
     kwargs.setdefault("json_serializer", canonical_json_text)
     if make_url(url).get_backend_name() == "sqlite":
@@ -44,13 +52,16 @@ def make_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_fast)
+        if read_only:
+            event.listen(engine, "connect", _sqlite_query_only)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
-    return create_engine(
-        url, connect_args={"connect_timeout": max(1, int(busy_timeout_s))}, **kwargs
-    )
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, int(busy_timeout_s))}
+    if read_only:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -60,6 +71,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     register_sqlite_functions(dbapi_connection)
+
+
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
 
 def _sqlite_pragmas_fast(dbapi_connection: Any, record: Any) -> None:

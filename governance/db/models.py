@@ -107,6 +107,9 @@ class AuditRecord(Base):
     __table_args__ = (
         Index("ix_audit_records_recorded_at", "recorded_at"),
         Index("ix_audit_records_request_id", "request_id"),
+        # The audit log's common filters, newest first within them.
+        Index("ix_audit_records_app_time", "app", "recorded_at"),
+        Index("ix_audit_records_end_user_time", "end_user", "recorded_at"),
         UniqueConstraint("chain_id", "seq", name="uq_audit_records_chain_seq"),
         ForeignKeyConstraint(
             ["chain_id"], ["audit_chains.chain_id"], name="fk_audit_records_chain"

@@ -17,13 +17,12 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 
-from governance.db.money import money_add
 from governance.db.spend_models import RateCounter, SpendDaily, UsageCounter
+from governance.db.upsert import AddingUpserts
 
 
 class Countable(Protocol):
@@ -181,7 +180,7 @@ class Ledger:
     """Applies `Totals` with one upsert per table, inside the caller's transaction."""
 
     def __init__(self) -> None:
-        self._statements: dict[tuple[str, str], Any] = {}
+        self._upserts = AddingUpserts()
 
     def apply(self, connection: Connection, records: Sequence[Countable]) -> None:
         totals = Totals.of(records)
@@ -204,7 +203,9 @@ class Ledger:
             }
             for key, s in sorted(totals.daily.items())
         ]
-        connection.execute(self._upsert(dialect, SpendDaily, (*_DAILY_KEYS, "currency")), daily)
+        connection.execute(
+            self._upserts.statement(dialect, SpendDaily, (*_DAILY_KEYS, "currency")), daily
+        )
         counters = [
             {
                 **dict(zip(_COUNTER_KEYS, key, strict=True)),
@@ -214,32 +215,10 @@ class Ledger:
             }
             for key, s in sorted(totals.counters.items())
         ]
-        connection.execute(self._upsert(dialect, UsageCounter, _COUNTER_KEYS), counters)
+        connection.execute(self._upserts.statement(dialect, UsageCounter, _COUNTER_KEYS), counters)
         if totals.rates:
             rates = [
                 {**dict(zip(_RATE_KEYS, key, strict=True)), "requests": 0, "tokens": tokens}
                 for key, tokens in sorted(totals.rates.items())
             ]
-            connection.execute(self._upsert(dialect, RateCounter, _RATE_KEYS), rates)
-
-    def _upsert(self, dialect: str, model: type[Any], keys: Sequence[str]) -> Any:
-        """``INSERT ... ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for the other
-        columns (money with `money_add`); built once per dialect and table."""
-        cached = self._statements.get((dialect, model.__tablename__))
-        if cached is not None:
-            return cached
-        table = cast(Table, model.__table__)
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(table)
-        updates = {
-            column.name: (
-                money_add(column, statement.excluded[column.name])
-                if column.name == "cost"
-                else column + statement.excluded[column.name]
-            )
-            for column in table.columns
-            if column.name not in keys
-        }
-        built = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
-        self._statements[(dialect, model.__tablename__)] = built
-        return built
+            connection.execute(self._upserts.statement(dialect, RateCounter, _RATE_KEYS), rates)

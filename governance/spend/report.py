@@ -13,7 +13,9 @@ of the group's one currency when it has exactly one, else on a line of their own
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -48,6 +50,18 @@ _COUNTS = (
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+)
+# The figures of a line, in column order after its group columns (CSV and tables).
+FIGURES = (
+    "requests",
+    "succeeded",
+    "estimated",
+    "unpriced",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost",
+    "currency",
 )
 _EXACT_DIGITS = 60  # far beyond NUMERIC(30, 12); with Inexact trapped, sums never round
 
@@ -223,3 +237,20 @@ def aligned_decimals(values: Sequence[Decimal]) -> list[str]:
     that they line up when right-aligned (padding with zeros only: still exact)."""
     places = max((len(plain_decimal(v).partition(".")[2]) for v in values), default=0)
     return [format(v, f".{places}f") for v in values]
+
+
+def line_figures(line: SpendLine) -> list[str]:
+    """A line's `FIGURES` as text (cost as a plain exact decimal)."""
+    counts = [str(getattr(line, name)) for name in FIGURES[:-2]]
+    return [*counts, plain_decimal(line.cost), line.currency]
+
+
+def report_csv(columns: Sequence[str], lines: Iterable[SpendLine]) -> str:
+    """A report as RFC 4180 CSV (CRLF line ends), header first, no totals: what the
+    command line's ``--format csv`` and the dashboard's chargeback export write."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*columns, *FIGURES])
+    for line in lines:
+        writer.writerow([*line.group, *line_figures(line)])
+    return out.getvalue()

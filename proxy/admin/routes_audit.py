@@ -25,8 +25,12 @@ from proxy.admin.views import jsonable
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
+COUNT_CAP = 100_000  # counting stops here: a broad filter must not scan millions of rows
+
+
 class RecordPage(BaseModel):
-    total: int
+    total: int = Field(description=f"records matching, counted up to {COUNT_CAP:,}")
+    total_capped: bool = Field(description="more records match than ``total`` says")
     limit: int
     offset: int
     records: list[dict[str, Any]]
@@ -84,6 +88,8 @@ async def list_records(
     kind: str | None = None,
     status: str | None = None,
     policy_version: int | None = None,
+    action: Literal["allow", "route", "block"] | None = None,
+    pii_entity: str | None = None,
     order: str = "-recorded_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -100,11 +106,20 @@ async def list_records(
         kind=kind,
         status=status,
         policy_version=policy_version,
+        action=action,
+        pii_entity=pii_entity,
     )
-    rows, total = await asyncio.to_thread(
+    rows = await asyncio.to_thread(
         state.reader.query, actor, where, order=order, limit=limit, offset=offset
     )
-    return RecordPage(total=total, limit=limit, offset=offset, records=[jsonable(r) for r in rows])
+    total, capped = await asyncio.to_thread(state.reader.count, actor, where, COUNT_CAP)
+    return RecordPage(
+        total=total,
+        total_capped=capped,
+        limit=limit,
+        offset=offset,
+        records=[jsonable(r) for r in rows],
+    )
 
 
 @router.get(

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -214,9 +215,10 @@ def test_demo_runs_traffic_and_exports(tmp_path: Path) -> None:
 
 
 def test_demo_curl_example_works(tmp_path: Path) -> None:
-    """The printed example is a working request (sent here with urllib, as curl would)."""
+    """The printed example is a working request (sent here with urllib, as curl would),
+    and the dashboard runs at the printed address."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tollhouse", "demo", "--port", "0"],
+        [sys.executable, "-m", "tollhouse", "demo", "--port", "0", "--dashboard-port", "0"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -240,6 +242,22 @@ def test_demo_curl_example_works(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.loads(response.read())
         assert answer["choices"][0]["message"]["content"].endswith("You said: Hello")
+        dashboard = text.split("Dashboard:   ")[1].split(" ")[0]
+        assert text.split("sign in with the key ")[1].startswith("th-")
+        assert _eventually_ok(f"{dashboard}/_stcore/health", timeout_s=60)
     finally:
         process.terminate()
         process.wait(20)
+
+
+def _eventually_ok(url: str, timeout_s: float) -> bool:
+    """Whether ``url`` answers 200 within ``timeout_s`` (a server still starting refuses)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False

@@ -22,9 +22,8 @@ from governance.audit.checkpoint import (
     Checkpointer,
     generate_signing_key,
     iter_checkpoints,
-    key_id_of,
-    load_public_key,
     load_signing_key,
+    trusted_keys,
 )
 from governance.audit.reader import AuditReader, RecordFilter, recent_completions
 from governance.audit.retention import Retention
@@ -108,12 +107,8 @@ def timestamp(value: str) -> dt.datetime:
 
 
 def _trusted(settings: Settings, extra: list[Path]) -> dict[str, Ed25519PublicKey]:
-    keys: list[Ed25519PublicKey] = []
-    if settings.audit.signing_key_file:
-        keys.append(load_signing_key(settings.audit.signing_key_file).public_key())
     paths: list[str | Path] = [*settings.audit.verify_key_files, *extra]
-    keys.extend(load_public_key(path) for path in paths)
-    return {key_id_of(key): key for key in keys}
+    return trusted_keys(settings.audit.signing_key_file, paths)
 
 
 def _reader(context: Context) -> AuditReader:

@@ -17,9 +17,14 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "--dir", type=Path, default=DEMO_DIR, help="state folder (default ./.tollhouse)"
     )
     parser.add_argument("--port", type=int, default=8080, help="proxy port (0 picks a free one)")
-    parser.add_argument("--no-wait", action="store_true", help="exit after the summary")
+    parser.add_argument(
+        "--dashboard-port", type=int, default=8501, help="dashboard port (0 picks a free one)"
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="exit after the summary (no dashboard)"
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    return run(args.dir, args.port, wait=not args.no_wait)
+    return run(args.dir, args.port, wait=not args.no_wait, dashboard_port=args.dashboard_port)

@@ -8,9 +8,7 @@ row, one row per line, costs as plain exact decimals, no totals row.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,25 +19,14 @@ from governance.spend.report import (
     SpendLine,
     aligned_decimals,
     group_columns,
-    plain_decimal,
+    line_figures,
+    report_csv,
     spend_report,
     totals,
 )
 from tollhouse.commands.context import acting_principal, load, open_database
 from tollhouse.commands.keys import duration
 
-# The figures of a line, in column order, after its group columns.
-FIGURES = (
-    "requests",
-    "succeeded",
-    "estimated",
-    "unpriced",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "cost",
-    "currency",
-)
 # Their shorter names in a table.
 TABLE_FIGURES = (
     "requests",
@@ -104,7 +91,7 @@ def report(args: argparse.Namespace) -> int:
     lines = spend_report(context.sessions, args.by, args.since, args.until, actor=actor)
     columns = group_columns(args.by)
     if args.format == "csv":
-        _write(args.output, render_csv(columns, lines).encode("utf-8"))
+        _write(args.output, report_csv(columns, lines).encode("utf-8"))
     else:
         span = f"{args.since} to {args.until or 'today'}"
         text = f"spend by {args.by}, UTC days {span}\n\n{render_spend_table(columns, lines)}\n"
@@ -121,21 +108,6 @@ def _write(path: Path | None, data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _figures(line: SpendLine) -> list[str]:
-    counts = [str(getattr(line, name)) for name in FIGURES[:-2]]
-    return [*counts, plain_decimal(line.cost), line.currency]
-
-
-def render_csv(columns: tuple[str, ...], lines: list[SpendLine]) -> str:
-    """The report as RFC 4180 CSV (CRLF line ends), header first, no totals."""
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*columns, *FIGURES])
-    for line in lines:
-        writer.writerow([*line.group, *_figures(line)])
-    return out.getvalue()
-
-
 def render_spend_table(columns: tuple[str, ...], lines: list[SpendLine]) -> str:
     """The report as an aligned table (numbers right-aligned, costs on their decimal
     point) with a TOTAL line per currency under a rule."""
@@ -147,7 +119,7 @@ def render_spend_table(columns: tuple[str, ...], lines: list[SpendLine]) -> str:
     rows = []
     for line, cost in zip(everything, costs, strict=True):
         group = list(line.group) + [""] * (len(columns) - len(line.group))
-        rows.append([*group, *_figures(line)[:-2], cost, line.currency or "-"])
+        rows.append([*group, *line_figures(line)[:-2], cost, line.currency or "-"])
     headers = [*columns, *TABLE_FIGURES]
     numeric = set(range(len(columns), len(headers) - 1))
     cells = [headers, *rows]

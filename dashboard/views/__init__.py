@@ -1,0 +1,1 @@
+"""The dashboard's pages: scripts Streamlit runs (each renders itself on import)."""
