@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import dashboard  # noqa: E402
@@ -172,7 +173,7 @@ def audit_count(url: str) -> int:
     try:
         with engine.connect() as connection:
             return int(connection.scalar(select(func.count()).select_from(AuditRecord)) or 0)
-    except Exception:
+    except SQLAlchemyError:  # no database or no schema yet: seed it
         return -1
     finally:
         engine.dispose()

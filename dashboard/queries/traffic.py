@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from governance.audit.traffic import TrafficSums
 from governance.db.traffic_models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, TrafficHourly
 
 # How a request ended, as the overview counts it.
@@ -78,32 +79,41 @@ def percentile(counts: Sequence[int], q: float) -> float | None:
     return float("inf")
 
 
+_SUMMED = (
+    "requests",
+    "redacted",
+    "pii_entities",
+    "retried",
+    "latency_count",
+    "latency_ms_sum",
+    "ttft_count",
+    "ttft_ms_sum",
+    *LATENCY_BUCKETS,
+)
+
+
 @dataclass(slots=True)
 class _Deployment:
-    requests: int = 0
+    sums: TrafficSums = field(default_factory=TrafficSums)
     errors: int = 0
-    retried: int = 0
-    n_latency: int = 0
-    latency_sum: float = 0.0
-    n_ttft: int = 0
-    ttft_sum: float = 0.0
-    histogram: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
 
     def row(self, upstream: str, model: str) -> dict[str, object]:
+        s = self.sums
+
         def share(n: int) -> float:
-            return n / self.requests if self.requests else 0.0
+            return n / s.requests if s.requests else 0.0
 
         return {
             "upstream": upstream,
             "deployment model": model,
-            "requests": self.requests,
+            "requests": s.requests,
             "error rate": share(self.errors),
-            "retried": share(self.retried),
-            "mean latency ms": self.latency_sum / self.n_latency if self.n_latency else None,
-            "p50 ms": percentile(self.histogram, 0.50),
-            "p90 ms": percentile(self.histogram, 0.90),
-            "p99 ms": percentile(self.histogram, 0.99),
-            "mean TTFT ms": self.ttft_sum / self.n_ttft if self.n_ttft else None,
+            "retried": share(s.retried),
+            "mean latency ms": s.latency_ms_sum / s.latency_count if s.latency_count else None,
+            "p50 ms": percentile(s.buckets, 0.50),
+            "p90 ms": percentile(s.buckets, 0.90),
+            "p99 ms": percentile(s.buckets, 0.99),
+            "mean TTFT ms": s.ttft_ms_sum / s.ttft_count if s.ttft_count else None,
         }
 
 
@@ -111,19 +121,12 @@ def by_deployment(sessions: sessionmaker[Session], since: dt.datetime) -> pd.Dat
     """Per (upstream, deployment model) from ``since`` on: requests, error rate, retried
     share, mean latency and TTFT, latency p50/p90/p99 (histogram bounds, ms)."""
     t = TrafficHourly
-    buckets = [func.sum(getattr(t, name)) for name in LATENCY_BUCKETS]
     query = (
         select(
             t.upstream,
             t.deployment_model,
             t.status,
-            func.sum(t.requests),
-            func.sum(t.retried),
-            func.sum(t.latency_count),
-            func.sum(t.latency_ms_sum),
-            func.sum(t.ttft_count),
-            func.sum(t.ttft_ms_sum),
-            *buckets,
+            *(func.sum(getattr(t, name)).label(name) for name in _SUMMED),
         )
         .where(t.hour >= since, t.upstream != "")
         .group_by(t.upstream, t.deployment_model, t.status)
@@ -132,15 +135,7 @@ def by_deployment(sessions: sessionmaker[Session], since: dt.datetime) -> pd.Dat
         rows = session.execute(query).all()
     deployments: dict[tuple[str, str], _Deployment] = {}
     for row in rows:
-        upstream, model, status, requests, retried, n_lat, lat_sum, n_ttft, ttft_sum = row[:9]
-        d = deployments.setdefault((upstream, model), _Deployment())
-        d.requests += int(requests)
-        d.errors += 0 if status in NOT_ERRORS else int(requests)
-        d.retried += int(retried)
-        d.n_latency += int(n_lat)
-        d.latency_sum += float(lat_sum or 0.0)
-        d.n_ttft += int(n_ttft)
-        d.ttft_sum += float(ttft_sum or 0.0)
-        for i, count in enumerate(row[9:]):
-            d.histogram[i] += int(count or 0)
+        d = deployments.setdefault((row.upstream, row.deployment_model), _Deployment())
+        d.sums.merge(row)
+        d.errors += 0 if row.status in NOT_ERRORS else int(row.requests)
     return pd.DataFrame([d.row(u, m) for (u, m), d in sorted(deployments.items())])

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Table, insert
 
 from governance.db.traffic_models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, AuditTag, TrafficHourly
 from governance.db.upsert import AddingUpserts
+from governance.spend.ledger import Countable
 
 REQUEST_KINDS = frozenset({"admitted", "completed"})
 REDACTING = frozenset({"mask", "pseudonymize"})
@@ -55,31 +56,15 @@ _HOUR_KEYS = (
 _INSERT_TAGS = insert(cast(Table, AuditTag.__table__))
 
 
-class Traffic(Protocol):
-    """What the ledger reads of a record (a `ChainedEntry` or a stored row)."""
+class Traffic(Countable, Protocol):
+    """What the ledger reads of a record (a `ChainedEntry` or a stored row): what the
+    spend ledger reads, and the record's place in its chain, attempts, timings and
+    decision."""
 
-    @property
-    def kind(self) -> str: ...
     @property
     def chain_id(self) -> str: ...
     @property
     def seq(self) -> int: ...
-    @property
-    def recorded_at(self) -> dt.datetime: ...
-    @property
-    def app(self) -> str: ...
-    @property
-    def team(self) -> str | None: ...
-    @property
-    def requested_model(self) -> str | None: ...
-    @property
-    def upstream(self) -> str | None: ...
-    @property
-    def deployment_model(self) -> str | None: ...
-    @property
-    def destination(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
     @property
     def attempts(self) -> Sequence[Any] | None: ...
     @property
@@ -168,6 +153,20 @@ class TrafficSums:
         if record.ttft_ms is not None:
             self.ttft_count += 1
             self.ttft_ms_sum += record.ttft_ms
+
+    def merge(self, row: Any) -> None:
+        """Add a rollup row's counters (a `TrafficHourly` or a row of summed columns
+        named like it): for readers that combine hours or dimensions."""
+        self.requests += int(row.requests)
+        self.redacted += int(row.redacted)
+        self.pii_entities += int(row.pii_entities)
+        self.retried += int(row.retried)
+        self.latency_count += int(row.latency_count)
+        self.latency_ms_sum += float(row.latency_ms_sum or 0.0)
+        self.ttft_count += int(row.ttft_count)
+        self.ttft_ms_sum += float(row.ttft_ms_sum or 0.0)
+        for i, name in enumerate(LATENCY_BUCKETS):
+            self.buckets[i] += int(getattr(row, name) or 0)
 
     def as_row(self) -> dict[str, Any]:
         return {

@@ -195,8 +195,11 @@ def test_spend_chargeback_is_the_spend_report(site: Site, open_page: Open) -> No
     app = clean(open_page(site, "finance", "views/spend.py"))
     labels = [b.label for b in app.get("download_button")]
     assert any(label.startswith("Download chargeback CSV") for label in labels)
-    budgets = [d for d in app.dataframe if "budget" in d.value.columns]
-    assert budgets and set(budgets[0].value["budget"]) <= {"app-monthly", "user-daily"}
+    [budgets] = [d.value for d in app.dataframe if "budget" in d.value.columns]
+    assert len(budgets) and set(budgets["budget"]) <= {"app-monthly", "user-daily"}
+    app_rows = budgets[budgets["budget"] == "app-monthly"]
+    assert set(app_rows["subject"]) == {"support-bot", "claims", "search"}  # the seeded apps
+    assert app_rows["spent"].gt(0).all() and app_rows["limit"].eq(5.0).all()
 
 
 @pytest.mark.parametrize("page", list(PAGE_CONTENT))

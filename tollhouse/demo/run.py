@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,7 @@ import yaml
 from sqlalchemy import select
 
 import migrations
-from governance.access import Principal, Role
-from governance.access.principals import PrincipalService
+from governance.access import Principal
 from governance.audit.checkpoint import (
     Checkpointer,
     generate_signing_key,
@@ -28,14 +26,13 @@ from governance.audit.verify import verify_trail
 from governance.config import Settings
 from governance.config.loader import settings_from_mapping
 from governance.db import AuditRecord, make_engine, session_factory
-from governance.errors import NotFoundError
 from governance.keys import KeyService
 from governance.policy.document import parse_policy
 from governance.policy.store import PolicyStore
 from governance.spend.report import spend_report
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
-from tollhouse.commands.dashboard import launch
+from tollhouse.demo.dashboard import start_dashboard
 from tollhouse.demo.model_server import FakeModelServer, ServerThread, free_port
 from tollhouse.table import render_table
 
@@ -354,36 +351,6 @@ def trail_status(settings: Settings) -> str:
     )
 
 
-@dataclass
-class DemoDashboard:
-    address: str
-    key: str  # an admin's key, to sign in with
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def start_dashboard(stack: DemoStack, port: int) -> DemoDashboard:
-    """The dashboard on the demo database, and an admin principal to sign in as."""
-    engine = make_engine(stack.settings.database_url)
-    sessions = session_factory(engine)
-    operator = Principal.operator(getpass.getuser())
-    name = "demo-admin"
-    try:
-        PrincipalService(sessions).get(name)
-    except NotFoundError:
-        PrincipalService(sessions).create(name, [Role.ADMIN], actor=operator)
-    key = KeyService(sessions).create(name, "tollhouse demo dashboard", actor=operator).secret
-    engine.dispose()
-    process = launch(stack.settings, stack.config_path, "127.0.0.1", port)
-    return DemoDashboard(f"http://127.0.0.1:{port}", key, process)
-
-
 def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | None = None) -> int:
     stack = start(directory, port or free_port())
     base_url = f"{stack.proxy.url}/v1"
@@ -416,7 +383,9 @@ def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | Non
             f"tollhouse monitors run canary-cloud --config {stack.config_path}"
         )
         if wait:
-            dashboard = start_dashboard(stack, dashboard_port or free_port())
+            dashboard = start_dashboard(
+                stack.settings, stack.config_path, dashboard_port or free_port()
+            )
             print(f"\nDashboard:   {dashboard.address}  (sign in with the key {dashboard.key})")
             print("The proxy and the dashboard keep running; press Ctrl-C to stop.", flush=True)
             try:
