@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-import yaml
+from governed_setup import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {
@@ -110,101 +110,8 @@ def main() -> None:
     upstream = subprocess.Popen(
         [python, "-m", "tollhouse.demo.model_server", "--port", str(up_port)], env=env
     )
-    config = work / "bench.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database_url": f"sqlite:///{work}/bench.db",
-                "upstreams": [
-                    {
-                        "name": "demo",
-                        "base_url": f"http://127.0.0.1:{up_port}/v1",
-                        "destination": "internal",
-                    }
-                ],
-                "models": [
-                    {"name": "chat", "deployments": [{"upstream": "demo", "model": "demo-llama"}]}
-                ],
-                "spend": {"prices_file": str(work / "prices.yaml")},
-                "policy": {"name": "bench"},
-                # PII analysis is off in this policy; don't load the NER model at all.
-                "pii": {"preload": False},
-                # Full content is encrypted; checkpoints are signed every minute.
-                "audit": {
-                    "master_key_file": str(work / "master.key"),
-                    "signing_key_file": str(work / "signing.pem"),
-                },
-                "access": {"four_eyes": False},  # one operator sets the bench up
-            }
-        )
-    )
-    (work / "prices.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "prices": [
-                    {
-                        "upstream": "demo",
-                        "model": "demo-llama",
-                        "input": "0.10",
-                        "output": "0.40",
-                        "effective_from": "2026-01-01",
-                    }
-                ]
-            }
-        )
-    )
-    limits = {
-        "budgets": [
-            {"name": "app-daily", "scope": "app", "period": "daily", "cost": "1000000"},
-            {"name": "key-monthly", "scope": "key", "period": "monthly", "tokens": 10**12},
-        ],
-        "rate_limits": [
-            {"scope": "key", "requests_per_minute": 10**9},
-            {"scope": "app", "tokens_per_minute": 10**12},
-        ],
-    }
-    # A governed configuration: content rules on every request, full content kept.
-    policy = work / "bench-policy.yaml"
-    policy.write_text(
-        yaml.safe_dump(
-            {
-                "name": "bench",
-                "defaults": {
-                    "models": ["chat"],
-                    "content": {"blocked_keywords": ["nightjar"], "secrets": "block"},
-                    "audit": {"content": "full"},
-                    **(limits if args.limits else {}),
-                },
-            }
-        )
-    )
+    config, key = prepare(work, f"http://127.0.0.1:{up_port}/v1", limits=args.limits)
     cli = [python, "-m", "tollhouse"]
-    subprocess.run(
-        [*cli, "db", "upgrade", "--config", str(config)], env=env, check=True, capture_output=True
-    )
-    for option in ("--master-key", "--signing-key"):
-        target = work / ("master.key" if option == "--master-key" else "signing.pem")
-        subprocess.run(
-            [*cli, "audit", "keygen", option, str(target)], env=env, check=True, capture_output=True
-        )
-    for step in (["publish", str(policy)], ["activate", "bench@1"]):
-        subprocess.run(
-            [*cli, "policy", *step, "--config", str(config)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-    key = (
-        subprocess.run(
-            [*cli, "keys", "create", "--app", "bench", "--config", str(config)],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
     proxy = subprocess.Popen(
         [*cli, "serve", "--port", str(proxy_port), "--config", str(config)],
         env=env,

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
 
 from governance.access.principals import PrincipalService
 from governance.audit import AuditWriter
@@ -25,6 +26,7 @@ from governance.config.schema import Destination, Settings
 from governance.db import make_engine, session_factory
 from governance.errors import TollhouseError
 from governance.keys import KeyService
+from governance.observability import Scrubber, configure_logging
 from governance.pii import TextAnalyzer
 from governance.policy.store import PolicyStore
 from governance.spend.ledger import Ledger
@@ -39,6 +41,7 @@ from proxy.routes import ROUTES
 from proxy.routing import Router
 from proxy.spend import build_accounting
 from proxy.state import AppState
+from proxy.telemetry import Telemetry, TelemetryMiddleware, build_telemetry, prometheus
 from proxy.upstream import OpenAICompatibleAdapter, UpstreamAdapter
 
 log = logging.getLogger(__name__)
@@ -130,23 +133,35 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def scrubber_for(settings: Settings) -> Scrubber:
+    """A scrubber that also knows the configured upstream keys by value."""
+    return Scrubber(key.get_secret_value() for key in settings.upstream_api_keys.values())
+
+
 def create_app(
     settings: Settings,
     engine: Engine | None = None,
     analyzer: TextAnalyzer | None = None,
     clock: Callable[[], dt.datetime] = _now,
+    telemetry: Telemetry | None = None,
 ) -> Starlette:
     """A Starlette app serving Tollhouse's OpenAI-compatible API for ``settings``.
 
-    ``engine`` and ``analyzer`` may be passed in (tests share them); otherwise they are
-    built here from the settings. ``clock`` dates requests (prices and budget periods
-    follow it); tests move it to a chosen day.
+    ``engine``, ``analyzer`` and ``telemetry`` may be passed in (tests share them or
+    read spans from memory); otherwise they are built here from the settings. ``clock``
+    dates requests (prices and budget periods follow it); tests move it to a chosen day.
     """
     from governance.pii.analyzer import build_custom_recognizers
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_engine = engine is None
+        own_telemetry = telemetry is None
+        observed = (
+            telemetry
+            if telemetry is not None
+            else await asyncio.to_thread(build_telemetry, settings, scrubber_for(settings))
+        )
         db = (
             engine
             if engine is not None
@@ -161,6 +176,7 @@ def create_app(
         )
         checkpointer = build_checkpointer(settings, db)
         writer.start()
+        observed.instruments.observe_audit_queue(lambda: writer.queued_records)
         adapters = build_adapters(settings)
         policies = PolicyCache(
             PolicyStore(session_factory(db)),
@@ -187,11 +203,12 @@ def create_app(
             policies,
             gate,
             clock,
+            observed,
         )
         authenticator = Authenticator(KeyService(sessions), settings.auth_cache_ttl_s)
         admin.state.admin = build_admin_state(settings, db, sessions, authenticator, checkpointer)
         app.state.tollhouse = AppState(
-            settings, db, writer, authenticator, pipeline, adapters, policies
+            settings, db, writer, authenticator, pipeline, adapters, policies, observed
         )
         try:
             yield
@@ -209,10 +226,16 @@ def create_app(
                 await asyncio.to_thread(sign_once, checkpointer)
             if own_engine:
                 db.dispose()
+            if own_telemetry:
+                await asyncio.to_thread(observed.shutdown)
 
     admin = build_admin_app()
+    routes = [*ROUTES, Mount("/admin", app=admin)]
+    if settings.telemetry.prometheus:
+        routes.append(Route("/metrics", prometheus.metrics, methods=["GET"]))
     return Starlette(
-        routes=[*ROUTES, Mount("/admin", app=admin)],
+        routes=routes,
+        middleware=[Middleware(TelemetryMiddleware)],
         lifespan=lifespan,
         exception_handlers={TollhouseError: handle_tollhouse_error, Exception: handle_unexpected},
     )
@@ -220,4 +243,6 @@ def create_app(
 
 def app_from_environment() -> Starlette:
     """Factory for ``uvicorn --factory`` workers: settings from ``$TOLLHOUSE_CONFIG``."""
-    return create_app(load_settings(resolve_config_path(None)))
+    settings = load_settings(resolve_config_path(None))
+    configure_logging(settings.logging.level, settings.logging.format, scrubber_for(settings))
+    return create_app(settings)

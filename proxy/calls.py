@@ -24,6 +24,7 @@ from governance.policy.schema import Destination
 from proxy.answer_filter import AnswerFilter
 from proxy.endpoint import Endpoint
 from proxy.routing import Attempt, Target
+from proxy.telemetry.request import RequestTrace
 from proxy.text_slots import with_texts
 
 
@@ -59,6 +60,7 @@ class Call:
     retention_cap: str | None = None  # set when the policy's retention cannot be honoured
     limits: list[dict[str, Any]] | None = None  # the budgets admission checked, as it saw them
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    trace: RequestTrace | None = None  # the request's spans (set by the middleware)
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property

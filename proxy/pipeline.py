@@ -13,9 +13,12 @@ record is written when the stream ends, however it ends, and before the final
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import logging
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,14 +42,18 @@ from governance.policy.decision import Decision, RequestFacts
 from governance.policy.engine import PolicyEngine
 from governance.policy.redaction import acted_on
 from proxy.answer_filter import AnswerFilter, masker_for
-from proxy.calls import Call, Endpoint, ProxiedRequest
+from proxy.calls import Call, Endpoint, ProxiedRequest, completion_for
 from proxy.pii_gate import PiiGate
 from proxy.policies import PolicyCache
 from proxy.routing import Router, Target
 from proxy.spend import Accounting
 from proxy.stream_relay import StreamRelay, open_stream
-from proxy.text_slots import opaque_input, text_slots
+from proxy.telemetry import RequestTrace, Telemetry
+from proxy.telemetry.request import traced
+from proxy.text_slots import collect_texts, opaque_input, substitute_texts, text_slots
 from proxy.usage import Usage, answer_text, finish_reasons, reported_usage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +78,10 @@ class Pipeline:
         policies: PolicyCache,
         pii: PiiGate,
         clock: Callable[[], dt.datetime] = _now,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._settings = settings
+        self._instruments = (telemetry or Telemetry.disabled()).instruments
         self._policies = policies
         self._pii = pii
         self._models = {m.name: m for m in settings.models}
@@ -82,9 +91,12 @@ class Pipeline:
         self._clock = clock
         self._write_timeout_s = settings.audit.write_timeout_s
 
-    def new_call(self, principal: Principal, endpoint: Endpoint) -> Call:
+    def new_call(
+        self, principal: Principal, endpoint: Endpoint, trace: RequestTrace | None = None
+    ) -> Call:
         active = self._policies.current().active
         return Call(
+            trace=trace,
             policy=(active.name, active.version) if active is not None else None,
             request_id=f"req_{uuid.uuid4().hex}",
             principal=principal,
@@ -92,17 +104,58 @@ class Pipeline:
             started_at=self._clock(),
         )
 
-    async def write(self, *entries: AuditEntry) -> None:
+    async def write(self, call: Call, *entries: AuditEntry) -> None:
         """Write and wait until durable. A completed record ends the request's in-flight
         budget hold: committed, it is counted; failed, the request is over anyway."""
+        started = time.perf_counter()
         try:
             await self._writer.write(entries, self._write_timeout_s)
+        except TollhouseError as error:
+            self._observe(call, entries, error)
+            raise
+        else:
+            self._observe(call, entries, None)
         finally:
+            self._instruments.audit_write.record(time.perf_counter() - started)
             self._release(entries)
 
-    def write_nowait(self, *entries: AuditEntry) -> None:
-        self._writer.write_nowait(entries)
-        self._release(entries)
+    def write_nowait(self, call: Call, *entries: AuditEntry) -> None:
+        try:
+            self._writer.write_nowait(entries)
+        finally:
+            self._release(entries)
+            self._observe(call, entries, None)
+
+    def _observe(
+        self, call: Call, entries: tuple[AuditEntry, ...], error: TollhouseError | None
+    ) -> None:
+        """Hand the completed entry to the request's telemetry and the debug log."""
+        for entry in entries:
+            if entry.kind is not RecordKind.COMPLETED:
+                continue
+            if error is not None:  # the record never made it: say what the client saw
+                entry = dataclasses.replace(
+                    entry,
+                    status=completion_for(error, upstream_called=bool(call.attempts)),
+                    error_type=error.code or error.type,
+                    error_message=error.message,
+                )
+            if call.trace is not None:
+                call.trace.finish(call, entry)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s: %s%s",
+                    entry.endpoint,
+                    entry.requested_model,
+                    entry.status,
+                    f" ({entry.error_type}: {entry.error_message})" if entry.error_type else "",
+                    extra={
+                        "status": entry.status,
+                        "http_status": entry.http_status,
+                        "upstream": entry.upstream,
+                        "latency_ms": entry.latency_ms,
+                    },
+                )
 
     def release(self, call: Call) -> None:
         """End the request's budget hold however it ended (idempotent); a safety net for
@@ -121,9 +174,9 @@ class Pipeline:
             self._parse(call, spec, raw)
             await self._decide(call, spec)
         except TollhouseError as error:
-            await self.write(call.admitted(), call.failed(error))
+            await self.write(call, call.admitted(), call.failed(error))
             raise
-        await self.write(call.admitted())
+        await self.write(call, call.admitted())
 
     def _parse(self, call: Call, spec: EndpointSpec, raw: bytes) -> None:
         try:
@@ -246,7 +299,7 @@ class Pipeline:
         if call.retention != "redacted" or content is None:
             return content if call.retention == "full" else None
         strings: list[str] = []
-        _collect(content, strings)
+        collect_texts(content, strings)
         try:
             findings = await self._pii.analyze(strings)
         except PiiUnavailableError:
@@ -257,7 +310,7 @@ class Pipeline:
             mask_all(text, [f for f in found if acted_on(pii, f)])
             for text, found in zip(strings, findings, strict=True)
         )
-        return _substitute(content, masked)
+        return substitute_texts(content, masked)
 
     # -- non-streamed answers ------------------------------------------------------
     async def unary(self, call: Call, spec: EndpointSpec) -> bytes:
@@ -266,9 +319,14 @@ class Pipeline:
         try:
             reply, call.target = await self._router.run(
                 self.plan(call),
-                lambda t: t.adapter.call(
-                    spec.upstream_path,
-                    {**call.body_for(t.adapter.destination), "model": t.deployment.model},
+                lambda t: traced(
+                    call,
+                    t,
+                    lambda headers: t.adapter.call(
+                        spec.upstream_path,
+                        {**call.body_for(t.adapter.destination), "model": t.deployment.model},
+                        headers,
+                    ),
                 ),
                 call.attempts,
             )
@@ -279,10 +337,10 @@ class Pipeline:
                 await answer.payload(payload)
                 raw = orjson.dumps(payload)
         except TollhouseError as error:
-            await self.write(call.failed(error))
+            await self.write(call, call.failed(error))
             raise
         except asyncio.CancelledError:
-            self.write_nowait(call.disconnected())
+            self.write_nowait(call, call.disconnected())
             raise
         choices = payload.get("choices")
         choices = choices if isinstance(choices, list) else []
@@ -305,7 +363,7 @@ class Pipeline:
             finish_reasons=finish_reasons(choices) or None,
             response_content=content,
         )
-        await self.write(entry)
+        await self.write(call, entry)
         return raw
 
     def completed_ok(self, call: Call, usage: Usage, **fields: Any) -> AuditEntry:
@@ -333,10 +391,10 @@ class Pipeline:
         try:
             return await open_stream(self, self._router, call, spec.upstream_path)
         except TollhouseError as error:
-            await self.write(call.failed(error))
+            await self.write(call, call.failed(error))
             raise
         except asyncio.CancelledError:
-            self.write_nowait(call.disconnected())
+            self.write_nowait(call, call.disconnected())
             raise
 
     def estimate_input(self, call: Call) -> int:
@@ -353,29 +411,3 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
-
-
-_TEXT_KEYS = frozenset({"content", "text", "arguments"})
-
-
-def _collect(value: Any, out: list[str], key: str | None = None) -> None:
-    """Strings under content/text/arguments keys, depth first."""
-    if isinstance(value, str) and key in _TEXT_KEYS:
-        out.append(value)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _collect(v, out, k)
-    elif isinstance(value, list):
-        for v in value:
-            _collect(v, out, key)
-
-
-def _substitute(value: Any, masked: Iterator[str], key: str | None = None) -> Any:
-    """``value`` with the strings `_collect` found replaced, in the same order."""
-    if isinstance(value, str) and key in _TEXT_KEYS:
-        return next(masked)
-    if isinstance(value, dict):
-        return {k: _substitute(v, masked, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, masked, key) for v in value]
-    return value

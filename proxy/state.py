@@ -11,6 +11,7 @@ from governance.config.schema import Settings
 from proxy.auth import Authenticator
 from proxy.pipeline import Pipeline
 from proxy.policies import PolicyCache
+from proxy.telemetry import Telemetry
 from proxy.upstream.adapter import UpstreamAdapter
 
 
@@ -23,3 +24,4 @@ class AppState:
     pipeline: Pipeline
     adapters: dict[str, UpstreamAdapter]
     policies: PolicyCache
+    telemetry: Telemetry

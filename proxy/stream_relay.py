@@ -10,7 +10,7 @@ travel in-stream as an ``error`` event followed by ``data: [DONE]``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from proxy.asgi import Emit
 from proxy.calls import Call, Endpoint
 from proxy.errors import error_payload
 from proxy.routing import Router, Target
+from proxy.telemetry.request import traced
 from proxy.upstream.adapter import EventStream
 from proxy.usage import StreamObserver, Usage
 
@@ -59,14 +60,20 @@ async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str)
 
     async def attempt(target: Target) -> _Opened:
         body = {**call.body_for(target.adapter.destination), **extra}
-        stream = await target.adapter.open_stream(path, {**body, "model": target.deployment.model})
-        events = stream.events()
-        try:
-            first = await anext(events, None)
-        except BaseException:
-            await stream.close()
-            raise
-        return _Opened(stream, events, first)
+
+        async def send(headers: Mapping[str, str]) -> _Opened:
+            stream = await target.adapter.open_stream(
+                path, {**body, "model": target.deployment.model}, headers
+            )
+            events = stream.events()
+            try:
+                first = await anext(events, None)
+            except BaseException:
+                await stream.close()
+                raise
+            return _Opened(stream, events, first)
+
+        return await traced(call, target, send)
 
     opened, call.target = await router.run(pipeline.plan(call), attempt, call.attempts)
     return StreamRelay(pipeline, call, opened)
@@ -94,22 +101,29 @@ class StreamRelay:
                 await self._forward(self._opened.first, emit)
             async for data in self._opened.events:
                 await self._forward(data, emit)
+            if call.trace is not None:
+                call.trace.upstream_done()
             await self._drain(emit)
             ok = True
         except TollhouseError as error:
             await self._end_with_error(error, emit)
             return
         except asyncio.CancelledError:
-            self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
+            self._pipeline.write_nowait(
+                call, call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms)
+            )
             raise
         except OSError:
             # Sending to the client failed: its connection is gone, nobody to answer.
-            self._pipeline.write_nowait(call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms))
+            self._pipeline.write_nowait(
+                call, call.disconnected(**self._outcome(), ttft_ms=self._ttft_ms)
+            )
             raise
         except Exception as exc:
             # A fault in Tollhouse itself: still record how the stream ended, then let the
             # error surface (logged by the server). Nothing here continues the stream.
             self._pipeline.write_nowait(
+                call,
                 call.entry(
                     RecordKind.COMPLETED,
                     Completion.INTERNAL_ERROR,
@@ -118,7 +132,7 @@ class StreamRelay:
                     latency_ms=call.elapsed_ms(),
                     ttft_ms=self._ttft_ms,
                     **self._outcome(),
-                )
+                ),
             )
             raise
         finally:
@@ -131,7 +145,7 @@ class StreamRelay:
         )
         entry = self._pipeline.completed_ok(call, self._usage(), ttft_ms=self._ttft_ms, **identity)
         try:
-            await self._pipeline.write(entry)
+            await self._pipeline.write(call, entry)
         except AuditUnavailableError as error:
             await emit(_error_event(error))
         await emit(DONE)
@@ -194,7 +208,7 @@ class StreamRelay:
             **self._outcome(),
         )
         try:
-            await self._pipeline.write(entry)
+            await self._pipeline.write(call, entry)
         except AuditUnavailableError:
             pass  # the client still learns the stream failed; the store is down anyway
         await emit(_error_event(error))

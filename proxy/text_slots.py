@@ -8,7 +8,7 @@ them so that a policy needing analysis can refuse them rather than wave them thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from governance.policy.decision import TextSlot
@@ -87,3 +87,29 @@ def with_texts(body: Mapping[str, Any], texts: Mapping[Path, str]) -> dict[str, 
             node = child
         node[path[-1]] = text
     return out
+
+
+_TEXT_KEYS = frozenset({"content", "text", "arguments"})
+
+
+def collect_texts(value: Any, out: list[str], key: str | None = None) -> None:
+    """Strings under content/text/arguments keys, depth first."""
+    if isinstance(value, str) and key in _TEXT_KEYS:
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            collect_texts(v, out, k)
+    elif isinstance(value, list):
+        for v in value:
+            collect_texts(v, out, key)
+
+
+def substitute_texts(value: Any, masked: Iterator[str], key: str | None = None) -> Any:
+    """``value`` with the strings `collect_texts` found replaced, in the same order."""
+    if isinstance(value, str) and key in _TEXT_KEYS:
+        return next(masked)
+    if isinstance(value, dict):
+        return {k: substitute_texts(v, masked, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_texts(v, masked, key) for v in value]
+    return value

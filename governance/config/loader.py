@@ -55,6 +55,7 @@ def settings_from_mapping(
     """Validate an already-parsed document and apply the environment overrides."""
     if ENV_DATABASE_URL in environ:
         raw = {**raw, "database_url": environ[ENV_DATABASE_URL]}
+    raw = _with_otel_environment(raw, environ, source)
     if "upstream_api_keys" in raw or "monitor_secrets" in raw:
         raise ConfigError(
             f"{source}: secrets never go in the file; name environment variables (api_key_env, "
@@ -80,6 +81,70 @@ def settings_from_mapping(
     wanted += [sink.url_env for sink in monitors.alerts.sinks]
     secrets = {name: SecretStr(environ[name]) for name in wanted if name and environ.get(name)}
     return settings.model_copy(update={"upstream_api_keys": keys, "monitor_secrets": secrets})
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+
+
+def _with_otel_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], source: str
+) -> dict[str, Any]:
+    """Apply the standard OpenTelemetry variables over the file's ``telemetry`` section.
+
+    ``OTEL_SDK_DISABLED=true`` switches every signal off. An OTLP endpoint in the
+    environment, with no exporter chosen in the environment or the file, means OTLP (the
+    SDK's own default exporter).
+    """
+    section = raw.get("telemetry") or {}
+    if not isinstance(section, dict):
+        return raw  # validation names the problem
+    telemetry = dict(section)
+
+    def env(name: str) -> str | None:
+        value = environ.get(name, "").strip()
+        return value or None
+
+    if (env("OTEL_SDK_DISABLED") or "").lower() in _TRUE:
+        telemetry.update(traces="none", metrics="none", prometheus=False)
+        return {**raw, "telemetry": telemetry}
+    if env("OTEL_SERVICE_NAME"):
+        telemetry["service_name"] = env("OTEL_SERVICE_NAME")
+    if env("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        telemetry["otlp_endpoint"] = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    for signal in ("traces", "metrics"):
+        endpoint = env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        chosen = env(f"OTEL_{signal.upper()}_EXPORTER")
+        unset = telemetry.get(signal, "none") == "none"
+        if chosen is None and unset and (endpoint or env("OTEL_EXPORTER_OTLP_ENDPOINT")):
+            chosen = "otlp"
+        if chosen is not None:
+            names = {n.strip().lower() for n in chosen.split(",") if n.strip()}
+            if signal == "metrics" and "prometheus" in names:
+                telemetry["prometheus"] = True
+                names.discard("prometheus")
+            unknown = names - {"otlp", "console", "none"}
+            if unknown or len(names) > 1:
+                raise ConfigError(
+                    f"{source}: OTEL_{signal.upper()}_EXPORTER={chosen!r}: Tollhouse exports "
+                    "through one of otlp, console or none"
+                    + (" (and prometheus for metrics)" if signal == "metrics" else "")
+                )
+            telemetry[signal] = names.pop() if names else "none"
+    protocol = env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol:
+        telemetry["protocol"] = protocol
+    interval = env("OTEL_METRIC_EXPORT_INTERVAL")
+    if interval:
+        try:
+            telemetry["metric_export_interval_s"] = float(interval) / 1000
+        except ValueError as exc:
+            raise ConfigError(
+                f"{source}: OTEL_METRIC_EXPORT_INTERVAL={interval!r}: milliseconds expected"
+            ) from exc
+    capture = env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    if capture:
+        telemetry["capture_content"] = capture.lower() in _TRUE
+    return {**raw, "telemetry": telemetry}
 
 
 def _describe(source: str, exc: ValidationError) -> str:

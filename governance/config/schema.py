@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -49,6 +50,11 @@ class UpstreamConfig(_Strict):
         "marked estimated",
     )
     max_connections: int = Field(default=256, ge=1)
+    provider: Annotated[str, Field(pattern=r"^[a-z][a-z0-9._]{0,63}$")] | None = Field(
+        default=None,
+        description="gen_ai.provider.name in traces and metrics (openai, vllm, ...); "
+        "default: openai for api.openai.com, else openai_compatible",
+    )
     fingerprint_headers: list[
         Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$", max_length=64)]
     ] = Field(
@@ -62,6 +68,13 @@ class UpstreamConfig(_Strict):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def provider_name(self) -> str:
+        if self.provider is not None:
+            return self.provider
+        host = urlsplit(self.base_url).hostname or ""
+        return "openai" if host == "api.openai.com" else "openai_compatible"
 
 
 class DeploymentConfig(_Strict):
@@ -193,6 +206,62 @@ class OidcConfig(_Strict):
     label: str = Field(default="Sign in with single sign-on", max_length=80)
 
 
+class TelemetryConfig(_Strict):
+    """OpenTelemetry traces and metrics (docs/observability.md).
+
+    The standard ``OTEL_*`` environment variables override these fields (the loader
+    applies them); the OTLP exporters read their own endpoint, header, compression and
+    certificate variables, as every OpenTelemetry SDK does.
+    """
+
+    service_name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        default="tollhouse", description="service.name of the resource (OTEL_SERVICE_NAME)"
+    )
+    traces: Literal["none", "otlp", "console"] = Field(
+        default="none", description="where spans go (OTEL_TRACES_EXPORTER)"
+    )
+    metrics: Literal["none", "otlp", "console"] = Field(
+        default="none", description="where metrics are pushed (OTEL_METRICS_EXPORTER)"
+    )
+    protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", description="OTLP transport (OTEL_EXPORTER_OTLP_PROTOCOL)"
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+.*$",
+        description="OTLP base URL, e.g. http://collector:4318 (OTEL_EXPORTER_OTLP_ENDPOINT); "
+        "none: the exporter's default or per-signal variables",
+    )
+    metric_export_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="push interval for OTLP metrics (OTEL_METRIC_EXPORT_INTERVAL)",
+    )
+    prometheus: bool = Field(
+        default=False,
+        description="serve /metrics in the Prometheus text format on the proxy's port "
+        "(also on with OTEL_METRICS_EXPORTER=prometheus)",
+    )
+    capture_content: bool = Field(
+        default=False,
+        description="put prompts and answers on spans, PII masked as the audit trail's "
+        "redacted content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)",
+    )
+
+    @property
+    def tracing(self) -> bool:
+        return self.traces != "none"
+
+
+class LoggingConfig(_Strict):
+    """The proxy's own log lines, on standard error (secrets and PII scrubbed)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line with trace and request ids"
+    )
+
+
 class DashboardConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8501, ge=1, le=65535)
@@ -216,6 +285,8 @@ class Settings(_Strict):
     pii: PiiConfig = PiiConfig()
     monitors: MonitorsConfig = MonitorsConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    logging: LoggingConfig = LoggingConfig()
     auth_cache_ttl_s: float = Field(
         default=5.0, ge=0, description="how long a key lookup is cached"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from governance.observability import REQUEST_ID
 from proxy.asgi import ClientDisconnected, EventStreamResponse, cancel_on_disconnect
 from proxy.pipeline import EndpointSpec
 from proxy.state import AppState
@@ -21,8 +22,9 @@ async def forward(request: Request, spec: EndpointSpec) -> Response:
     state = state_of(request)
     principal = await state.authenticator.authenticate(request.headers.get("authorization"))
     pipeline = state.pipeline
-    call = pipeline.new_call(principal, spec.endpoint)
+    call = pipeline.new_call(principal, spec.endpoint, getattr(request.state, "trace", None))
     request.state.request_id = call.request_id
+    REQUEST_ID.set(call.request_id)  # log lines from here on carry it
     headers = {"x-request-id": call.request_id}
     await pipeline.admit(call, spec, await request.body())
     headers.update(call.headers)

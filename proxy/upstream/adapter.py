@@ -6,7 +6,7 @@ answer back into OpenAI shape, raising only `governance.errors.UpstreamError`s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,8 +37,14 @@ class UpstreamAdapter(Protocol):
     name: str
     destination: Destination
 
-    async def call(self, path: str, body: dict[str, Any]) -> JsonReply: ...
+    async def call(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> JsonReply:
+        """``headers``: extra request headers (the trace context, ``traceparent``)."""
+        ...
 
-    async def open_stream(self, path: str, body: dict[str, Any]) -> EventStream: ...
+    async def open_stream(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> EventStream: ...
 
     async def close(self) -> None: ...

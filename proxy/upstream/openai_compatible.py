@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -57,10 +57,14 @@ class OpenAICompatibleAdapter:
             await self._session.close()
             self._session = None
 
-    async def _post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _post(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None
+    ) -> aiohttp.ClientResponse:
         try:
             response = await self._client().post(
-                self._base_url + path, data=orjson.dumps(body), headers=self._headers
+                self._base_url + path,
+                data=orjson.dumps(body),
+                headers={**self._headers, **headers} if headers else self._headers,
             )
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             raise transport_error(exc, self.name, "connecting") from exc
@@ -90,8 +94,10 @@ class OpenAICompatibleAdapter:
             upstream_status=status,
         )
 
-    async def call(self, path: str, body: dict[str, Any]) -> JsonReply:
-        response = await self._post(path, body)
+    async def call(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> JsonReply:
+        response = await self._post(path, body, headers)
         try:
             raw = await response.read()
         except (aiohttp.ClientError, OSError) as exc:
@@ -106,8 +112,10 @@ class OpenAICompatibleAdapter:
             raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
         return JsonReply(payload=payload, raw=raw, watched_headers=self._watched(response))
 
-    async def open_stream(self, path: str, body: dict[str, Any]) -> _SSEStream:
-        response = await self._post(path, body)
+    async def open_stream(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> _SSEStream:
+        response = await self._post(path, body, headers)
         return _SSEStream(self.name, response, self._watched(response))
 
     def _watched(self, response: aiohttp.ClientResponse) -> dict[str, str]:

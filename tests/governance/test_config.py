@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from governance.config import load_settings, resolve_config_path
+from governance.config.loader import settings_from_mapping
 from governance.errors import ConfigError
 
 GOOD = """
@@ -75,3 +76,77 @@ def test_config_path_resolution() -> None:
     assert resolve_config_path("a.yaml", {"TOLLHOUSE_CONFIG": "b.yaml"}) == Path("a.yaml")
     assert resolve_config_path(None, {"TOLLHOUSE_CONFIG": "b.yaml"}) == Path("b.yaml")
     assert resolve_config_path(None, {}) == Path("tollhouse.yaml")
+
+
+# -- telemetry from the standard OpenTelemetry variables --------------------------------
+
+
+def test_otel_variables_override_the_telemetry_section() -> None:
+    settings = settings_from_mapping(
+        {"telemetry": {"traces": "console", "service_name": "from-file"}},
+        {
+            "OTEL_SERVICE_NAME": "from-env",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_METRICS_EXPORTER": "otlp,prometheus",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_METRIC_EXPORT_INTERVAL": "15000",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+        },
+    )
+    telemetry = settings.telemetry
+    assert telemetry.service_name == "from-env"
+    assert telemetry.traces == "console"  # the file's choice; no OTEL_TRACES_EXPORTER set
+    assert telemetry.metrics == "otlp" and telemetry.prometheus
+    assert telemetry.protocol == "grpc"
+    assert telemetry.otlp_endpoint == "http://collector:4318"
+    assert telemetry.metric_export_interval_s == 15.0
+    assert telemetry.capture_content
+
+
+def test_an_otlp_endpoint_alone_turns_otlp_export_on() -> None:
+    settings = settings_from_mapping({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318"})
+    assert settings.telemetry.traces == "otlp"
+    assert settings.telemetry.metrics == "none"
+    assert settings_from_mapping({}, {}).telemetry.traces == "none"  # off by default
+
+
+def test_otel_sdk_disabled_switches_everything_off() -> None:
+    settings = settings_from_mapping(
+        {"telemetry": {"traces": "otlp", "metrics": "otlp", "prometheus": True}},
+        {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"},
+    )
+    assert (settings.telemetry.traces, settings.telemetry.metrics) == ("none", "none")
+    assert not settings.telemetry.prometheus
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER='zipkin'"),
+        ("OTEL_METRICS_EXPORTER", "otlp,console", "OTEL_METRICS_EXPORTER"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "milliseconds expected"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "telemetry.protocol"),
+    ],
+)
+def test_bad_otel_variables_are_configuration_errors(
+    variable: str, value: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({}, {variable: value})
+    assert fragment in str(caught.value)
+
+
+def test_upstream_provider_name_defaults() -> None:
+    upstreams = [
+        {"name": "oai", "base_url": "https://api.openai.com/v1", "destination": "external"},
+        {"name": "vllm", "base_url": "http://vllm:8000/v1", "destination": "internal"},
+        {
+            "name": "named",
+            "base_url": "http://x/v1",
+            "destination": "internal",
+            "provider": "vllm",
+        },
+    ]
+    settings = settings_from_mapping({"upstreams": upstreams}, {})
+    names = [u.provider_name for u in settings.upstreams]
+    assert names == ["openai", "openai_compatible", "vllm"]

@@ -26,6 +26,7 @@ from governance.keys import KeyService
 from governance.pii import TextAnalyzer
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
+from proxy.telemetry import Telemetry
 from tests.support.audit_keys import write_audit_keys
 from tests.support.pg import wait_until
 from tests.support.policies import activate
@@ -200,6 +201,7 @@ def running_proxy(
     analyzer: TextAnalyzer,
     policy: dict[str, Any] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    observe: Callable[[Settings], Telemetry] | None = None,
     **overrides: Any,
 ) -> Iterator[Harness]:
     """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key.
@@ -222,7 +224,10 @@ def running_proxy(
     keys = KeyService(sessions)
     suite_key = keys.create_for_app("suite", "qa", actor=OPERATOR).secret
     quiet_key = keys.create_for_app("quiet", "ops", actor=OPERATOR).secret
-    app = create_app(settings, analyzer=analyzer, **({"clock": clock} if clock else {}))
+    extra: dict[str, Any] = {"clock": clock} if clock else {}
+    if observe is not None:  # the test's own telemetry (in-memory exporters)
+        extra["telemetry"] = observe(settings)
+    app = create_app(settings, analyzer=analyzer, **extra)
     server = BackgroundServer(app, "127.0.0.1", free_port()).start()
     try:
         yield Harness(

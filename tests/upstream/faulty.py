@@ -46,6 +46,7 @@ class Fault:
     delay_s: float = 0.0
     after_events: int = 2
     times: int = 1
+    message: str | None = None  # the error message of a "status" fault
 
 
 class FaultyUpstream(FakeModelServer):
@@ -96,7 +97,7 @@ class FaultyUpstream(FakeModelServer):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             payload = {
                 "error": {
-                    "message": f"injected failure {fault.status}",
+                    "message": fault.message or f"injected failure {fault.status}",
                     "type": "injected",
                     "code": f"injected_{fault.status}",
                 }

@@ -9,7 +9,8 @@ from typing import Any
 import uvicorn
 
 from governance.config import ENV_CONFIG_PATH, resolve_config_path
-from proxy.app import create_app
+from governance.observability import configure_logging
+from proxy.app import create_app, scrubber_for
 from tollhouse.commands.context import load, open_database
 
 
@@ -27,8 +28,15 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
+    configure_logging(settings.logging.level, settings.logging.format, scrubber_for(settings))
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,  # keep the scrubbing handler configure_logging installed
+            access_log=False,
+        )
         return 0
     # Each worker process builds its own app (and audit writer) from the same file.
     os.environ[ENV_CONFIG_PATH] = str(resolve_config_path(args.config).resolve())
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=None,  # each worker configures logging in app_from_environment
         access_log=False,
     )
     return 0
