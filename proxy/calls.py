@@ -21,6 +21,7 @@ from governance.pii.redact import Pseudonyms
 from governance.policy.decision import Decision
 from governance.policy.redaction import audit_texts, redacted_texts
 from governance.policy.schema import Destination
+from governance.spend.limits import BudgetUse
 from proxy.answer_filter import AnswerFilter
 from proxy.endpoint import Endpoint
 from proxy.routing import Attempt, Target
@@ -59,6 +60,7 @@ class Call:
     answer: AnswerFilter | None = None
     retention_cap: str | None = None  # set when the policy's retention cannot be honoured
     limits: list[dict[str, Any]] | None = None  # the budgets admission checked, as it saw them
+    budget_uses: tuple[BudgetUse, ...] = ()  # the same, as objects (telemetry reads them)
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     trace: RequestTrace | None = None  # the request's spans (set by the middleware)
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -140,6 +140,7 @@ class Accounting:
                 code="limits_unavailable",
             ) from exc
         call.limits = [use.trace() for use in admission.budgets] or None
+        call.budget_uses = tuple(admission.budgets)
         if admission.refusal is not None:
             raise admission.refusal
         warnings = admission.warnings

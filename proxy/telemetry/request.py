@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -273,20 +272,18 @@ class RequestTrace:
     def _budgets(self, call: Call, entry: AuditEntry) -> tuple[str, float | None]:
         """The budget state (none, ok, warning, exhausted) and the largest use fraction;
         each budget's use also goes to the utilisation gauge."""
-        if not call.limits:
+        if not call.budget_uses:
             return "none", None
-        largest = 0.0
         gauge = self._telemetry.instruments.budget_used
-        for use in call.limits:
-            fraction = _fraction(use)
-            largest = max(largest, fraction)
+        for use in call.budget_uses:
             labels: dict[str, str | int] = {
-                sc.BUDGET_NAME: str(use.get("budget")),
-                sc.BUDGET_SCOPE: str(use.get("scope")),
+                sc.BUDGET_NAME: use.budget.name,
+                sc.BUDGET_SCOPE: use.budget.scope,
             }
-            if use.get("scope") in ("app", "team", "key"):  # never an end user's id
-                labels[sc.BUDGET_SUBJECT] = str(use.get("subject"))
-            gauge.set(fraction, labels)
+            if use.budget.scope in ("app", "team", "key"):  # never an end user's id
+                labels[sc.BUDGET_SUBJECT] = use.subject
+            gauge.set(use.fraction, labels)
+        largest = max(use.fraction for use in call.budget_uses)
         if entry.error_type == "budget_exceeded" or largest >= 1.0:
             return "exhausted", largest
         if "x-tollhouse-budget-warning" in call.headers:
@@ -344,20 +341,6 @@ def _usage_attributes(attributes: dict[str, Any], entry: AuditEntry) -> None:
         attributes[sc.USAGE_INPUT_TOKENS] = entry.input_tokens
     if entry.output_tokens is not None and entry.endpoint != "embeddings":
         attributes[sc.USAGE_OUTPUT_TOKENS] = entry.output_tokens
-
-
-def _fraction(use: Mapping[str, Any]) -> float:
-    fractions = [0.0]
-    try:
-        if use.get("limit") is not None:
-            limit = Decimal(use["limit"])
-            if limit > 0:
-                fractions.append(float(Decimal(use["spent"]) / limit))
-        if use.get("token_limit"):
-            fractions.append(int(use.get("tokens") or 0) / int(use["token_limit"]))
-    except (InvalidOperation, ValueError, TypeError, ZeroDivisionError):
-        pass
-    return max(fractions)
 
 
 async def traced(
