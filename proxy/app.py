@@ -42,7 +42,8 @@ from proxy.routing import Router
 from proxy.spend import build_accounting
 from proxy.state import AppState
 from proxy.telemetry import Telemetry, TelemetryMiddleware, build_telemetry, prometheus
-from proxy.upstream import OpenAICompatibleAdapter, UpstreamAdapter
+from proxy.upstream import UpstreamAdapter
+from proxy.upstream.registry import build_adapter
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ def build_adapters(settings: Settings) -> dict[str, UpstreamAdapter]:
     adapters: dict[str, UpstreamAdapter] = {}
     for upstream in settings.upstreams:
         key = settings.upstream_api_keys.get(upstream.name)
-        adapters[upstream.name] = OpenAICompatibleAdapter(
-            upstream, key.get_secret_value() if key else None
-        )
+        adapters[upstream.name] = build_adapter(upstream, key.get_secret_value() if key else None)
     return adapters
 
 
@@ -156,7 +155,6 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_engine = engine is None
-        own_telemetry = telemetry is None
         observed = (
             telemetry
             if telemetry is not None
@@ -176,6 +174,7 @@ def create_app(
         )
         checkpointer = build_checkpointer(settings, db)
         writer.start()
+        observed.start()
         observed.instruments.observe_audit_queue(lambda: writer.queued_records)
         adapters = build_adapters(settings)
         policies = PolicyCache(
@@ -226,8 +225,7 @@ def create_app(
                 await asyncio.to_thread(sign_once, checkpointer)
             if own_engine:
                 db.dispose()
-            if own_telemetry:
-                await asyncio.to_thread(observed.shutdown)
+            await observed.aclose()  # whoever built it: its tasks ran on this loop
 
     admin = build_admin_app()
     routes = [*ROUTES, Mount("/admin", app=admin)]

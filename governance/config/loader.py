@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from pydantic import SecretStr, ValidationError
@@ -113,6 +114,8 @@ def _with_otel_environment(
         telemetry["otlp_endpoint"] = env("OTEL_EXPORTER_OTLP_ENDPOINT")
     for signal in ("traces", "metrics"):
         endpoint = env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        if endpoint:
+            telemetry[f"{signal}_endpoint"] = endpoint
         chosen = env(f"OTEL_{signal.upper()}_EXPORTER")
         unset = telemetry.get(signal, "none") == "none"
         if chosen is None and unset and (endpoint or env("OTEL_EXPORTER_OTLP_ENDPOINT")):
@@ -135,16 +138,58 @@ def _with_otel_environment(
         telemetry["protocol"] = protocol
     interval = env("OTEL_METRIC_EXPORT_INTERVAL")
     if interval:
+        telemetry["metric_export_interval_s"] = _milliseconds(
+            source, "OTEL_METRIC_EXPORT_INTERVAL", interval
+        )
+    headers = env("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        telemetry["headers"] = {**(telemetry.get("headers") or {}), **_pairs(headers)}
+    resource = env("OTEL_RESOURCE_ATTRIBUTES")
+    if resource:
+        attributes = {**(telemetry.get("resource_attributes") or {}), **_pairs(resource)}
+        telemetry["resource_attributes"] = attributes
+    timeout = env("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if timeout:
+        telemetry["timeout_s"] = _milliseconds(source, "OTEL_EXPORTER_OTLP_TIMEOUT", timeout)
+    for variable, key in (
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "compression"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "certificate"),
+        ("OTEL_TRACES_SAMPLER", "sampler"),
+    ):
+        value = env(variable)
+        if value:
+            telemetry[key] = value
+    ratio = env("OTEL_TRACES_SAMPLER_ARG")
+    if ratio:
         try:
-            telemetry["metric_export_interval_s"] = float(interval) / 1000
+            telemetry["sampler_ratio"] = float(ratio)
         except ValueError as exc:
             raise ConfigError(
-                f"{source}: OTEL_METRIC_EXPORT_INTERVAL={interval!r}: milliseconds expected"
+                f"{source}: OTEL_TRACES_SAMPLER_ARG={ratio!r}: a number from 0 to 1 expected"
             ) from exc
     capture = env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
     if capture:
         telemetry["capture_content"] = capture.lower() in _TRUE
     return {**raw, "telemetry": telemetry}
+
+
+def _milliseconds(source: str, variable: str, value: str) -> float:
+    """Seconds from a variable the OpenTelemetry specification gives in milliseconds."""
+    try:
+        return float(value) / 1000
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {variable}={value!r}: milliseconds expected") from exc
+
+
+def _pairs(value: str) -> dict[str, str]:
+    """``name=value`` pairs, comma-separated, URL-encoded (``OTEL_EXPORTER_OTLP_HEADERS``,
+    ``OTEL_RESOURCE_ATTRIBUTES``)."""
+    headers = {}
+    for pair in value.split(","):
+        name, sep, raw = pair.partition("=")
+        if sep and name.strip():
+            headers[unquote(name.strip())] = unquote(raw.strip())
+    return headers
 
 
 def _describe(source: str, exc: ValidationError) -> str:

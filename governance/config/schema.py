@@ -35,8 +35,18 @@ class UpstreamConfig(_Strict):
     """A model server Tollhouse forwards to."""
 
     name: Name
-    kind: Literal["openai_compatible"] = "openai_compatible"
+    kind: Literal["openai_compatible", "azure_openai", "anthropic"] = Field(
+        default="openai_compatible",
+        description="the API dialect: openai_compatible (vLLM, OpenAI and lookalikes), "
+        "azure_openai (deployment URLs, api-version, api-key header) or anthropic "
+        "(the Messages API)",
+    )
     base_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+.*$")]
+    api_version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,40}$")] | None = Field(
+        default=None,
+        description="azure_openai: the api-version query parameter (required); "
+        "anthropic: the anthropic-version header (default 2023-06-01)",
+    )
     api_key_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
     destination: Destination
     timeout_s: float = Field(
@@ -69,10 +79,26 @@ class UpstreamConfig(_Strict):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _dialect_settings(self) -> UpstreamConfig:
+        if self.kind == "azure_openai" and self.api_version is None:
+            raise ValueError(
+                "an azure_openai upstream needs api_version (e.g. 2024-10-21), the "
+                "api-version its deployments are called with"
+            )
+        if self.kind == "openai_compatible" and self.api_version is not None:
+            raise ValueError("api_version applies to azure_openai and anthropic upstreams only")
+        return self
+
     @property
     def provider_name(self) -> str:
+        """gen_ai.provider.name: the configured one, else what the dialect and host say."""
         if self.provider is not None:
             return self.provider
+        if self.kind == "azure_openai":
+            return "azure.ai.openai"
+        if self.kind == "anthropic":
+            return "anthropic"
         host = urlsplit(self.base_url).hostname or ""
         return "openai" if host == "api.openai.com" else "openai_compatible"
 
@@ -206,12 +232,22 @@ class OidcConfig(_Strict):
     label: str = Field(default="Sign in with single sign-on", max_length=80)
 
 
+SamplerName = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+"""The OpenTelemetry sampler names Tollhouse implements (``OTEL_TRACES_SAMPLER``)."""
+
+
 class TelemetryConfig(_Strict):
     """OpenTelemetry traces and metrics (docs/observability.md).
 
     The standard ``OTEL_*`` environment variables override these fields (the loader
-    applies them); the OTLP exporters read their own endpoint, header, compression and
-    certificate variables, as every OpenTelemetry SDK does.
+    applies them, docs/observability.md lists which).
     """
 
     service_name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
@@ -231,6 +267,55 @@ class TelemetryConfig(_Strict):
         pattern=r"^https?://[^\s/]+.*$",
         description="OTLP base URL, e.g. http://collector:4318 (OTEL_EXPORTER_OTLP_ENDPOINT); "
         "none: the exporter's default or per-signal variables",
+    )
+    traces_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+.*$",
+        description="full URL for spans, over otlp_endpoint (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)",
+    )
+    metrics_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+.*$",
+        description="full URL for metrics (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)",
+    )
+    headers: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")],
+        Annotated[str, Field(max_length=4096)],
+    ] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="extra headers on every export, e.g. a collector's API key "
+        "(OTEL_EXPORTER_OTLP_HEADERS; keep secrets in the environment, not the file)",
+    )
+    resource_attributes: dict[
+        Annotated[str, Field(min_length=1, max_length=128)],
+        Annotated[str, Field(max_length=1024)],
+    ] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="extra resource attributes, e.g. deployment.environment "
+        "(OTEL_RESOURCE_ATTRIBUTES); service.name comes from service_name",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="one export's time limit (OTEL_EXPORTER_OTLP_TIMEOUT)"
+    )
+    compression: Literal["none", "gzip"] = Field(
+        default="none", description="export compression (OTEL_EXPORTER_OTLP_COMPRESSION)"
+    )
+    certificate: str | None = Field(
+        default=None,
+        description="CA bundle that signs the collector's TLS certificate "
+        "(OTEL_EXPORTER_OTLP_CERTIFICATE)",
+    )
+    sampler: SamplerName = Field(
+        default="parentbased_always_on",
+        description="which traces are recorded (OTEL_TRACES_SAMPLER)",
+    )
+    sampler_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="share of traces the traceidratio samplers keep (OTEL_TRACES_SAMPLER_ARG)",
     )
     metric_export_interval_s: float = Field(
         default=60.0,

@@ -3,8 +3,8 @@
 Every line goes through the ``Scrubber`` on its way out, whatever logged it (Tollhouse,
 uvicorn, a library), because ``configure_logging`` puts the one scrubbing handler on the
 root logger and routes uvicorn's loggers to it. Lines carry the request id the proxy sets
-in ``REQUEST_ID`` and the current OpenTelemetry trace and span ids, so a log line, a span
-and an audit record of the same request can be found from one another.
+in ``REQUEST_ID`` and the trace and span ids it sets in ``TRACE_IDS``, so a log line, a
+span and an audit record of the same request can be found from one another.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from typing import Literal, TextIO
 
 import orjson
-from opentelemetry import trace
 
 from governance.observability.scrub import Scrubber
 
@@ -25,6 +24,11 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The id of the request being served; the proxy sets it per request (a context key, so
 concurrent requests each see their own)."""
+
+TRACE_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "tollhouse_trace_ids", default=None
+)
+"""The trace id and span id of the request's server span, while one is recorded."""
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -74,11 +78,11 @@ def _message(record: logging.LogRecord) -> str:
 
 
 def _trace_ids() -> tuple[str, str] | None:
-    """The current span's trace and span ids in W3C hex, or None outside a valid span."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    """The current server span's trace and span ids in W3C hex, or None outside one."""
+    ids = TRACE_IDS.get()
+    if ids is None:
         return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return format(ids[0], "032x"), format(ids[1], "016x")
 
 
 class JsonFormatter(logging.Formatter):

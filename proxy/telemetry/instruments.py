@@ -8,79 +8,78 @@ data nor explode in cardinality because of what a client sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from collections.abc import Callable, Mapping
 
 from proxy.telemetry import semconv as sc
+from proxy.telemetry.metrics import Meter
 
 Labels = Mapping[str, str | int]
 
 
 class Instruments:
     def __init__(self, meter: Meter) -> None:
-        self.token_usage = meter.create_histogram(
+        self.token_usage = meter.histogram(
             sc.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
+            "{token}",
+            "Number of input and output tokens used.",
+            sc.TOKEN_BUCKETS,
         )
-        self.operation_duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration."
+        self.operation_duration = meter.histogram(
+            sc.METRIC_OPERATION_DURATION, "s", "GenAI operation duration.", sc.DURATION_BUCKETS_S
         )
-        self.time_to_first_chunk = meter.create_histogram(
+        self.time_to_first_chunk = meter.histogram(
             sc.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streamed answer from the upstream.",
+            "s",
+            "Time to receive the first chunk of a streamed answer from the upstream.",
+            sc.DURATION_BUCKETS_S,
         )
-        self.http_duration = meter.create_histogram(
-            sc.METRIC_HTTP_DURATION, unit="s", description="Duration of HTTP server requests."
+        self.http_duration = meter.histogram(
+            sc.METRIC_HTTP_DURATION, "s", "Duration of HTTP server requests.", sc.FAST_BUCKETS_S
         )
-        self.decisions = meter.create_counter(
+        self.decisions = meter.counter(
             sc.METRIC_DECISIONS,
-            unit="{request}",
-            description="Policy decisions, by action (allow, route, block; none when a "
+            "{request}",
+            "Policy decisions, by action (allow, route, block; none when a "
             "request was refused before a decision).",
         )
-        self.redactions = meter.create_counter(
+        self.redactions = meter.counter(
             sc.METRIC_REDACTIONS,
-            unit="{entity}",
-            description="Personal data entities acted on, by entity type and action.",
+            "{entity}",
+            "Personal data entities acted on, by entity type and action.",
         )
-        self.audit_write = meter.create_histogram(
+        self.audit_write = meter.histogram(
             sc.METRIC_AUDIT_WRITE,
-            unit="s",
-            description="Time a request waited for its audit records to become durable.",
+            "s",
+            "Time a request waited for its audit records to become durable.",
+            sc.FAST_BUCKETS_S,
         )
-        self.budget_used = meter.create_gauge(
+        self.budget_used = meter.gauge(
             sc.METRIC_BUDGET_USED,
-            unit="1",
-            description="Fraction of a budget used, as the last admission checked it.",
+            "1",
+            "Fraction of a budget used, as the last admission checked it.",
         )
-        self.spend = meter.create_counter(
-            sc.METRIC_SPEND, unit="{currency_unit}", description="Cost of completed requests."
+        self.spend = meter.counter(
+            sc.METRIC_SPEND, "{currency_unit}", "Cost of completed requests."
         )
-        self.upstream_errors = meter.create_counter(
+        self.upstream_errors = meter.counter(
             sc.METRIC_UPSTREAM_ERRORS,
-            unit="{attempt}",
-            description="Upstream attempts that failed, by upstream and error type.",
+            "{attempt}",
+            "Upstream attempts that failed, by upstream and error type.",
         )
-        self.upstream_retries = meter.create_counter(
+        self.upstream_retries = meter.counter(
             sc.METRIC_UPSTREAM_RETRIES,
-            unit="{attempt}",
-            description="Upstream attempts after the first one of a request (retries and "
+            "{attempt}",
+            "Upstream attempts after the first one of a request (retries and "
             "fallbacks), by upstream.",
         )
-        self._meter = meter
+        self._audit_depth: Callable[[], int] | None = None
+        meter.observable_gauge(
+            sc.METRIC_AUDIT_QUEUE,
+            "{record}",
+            "Audit records waiting to be committed.",
+            lambda: None if self._audit_depth is None else self._audit_depth(),
+        )
 
     def observe_audit_queue(self, depth: Callable[[], int]) -> None:
         """Report the audit writer's queue depth at each collection."""
-
-        def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(depth())]
-
-        self._meter.create_observable_gauge(
-            sc.METRIC_AUDIT_QUEUE,
-            callbacks=[observe],
-            unit="{record}",
-            description="Audit records waiting to be committed.",
-        )
+        self._audit_depth = depth

@@ -11,20 +11,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from governance.observability.logs import TRACE_IDS
 from proxy.telemetry import semconv as sc
 from proxy.telemetry.request import RequestTrace
 from proxy.telemetry.setup import Telemetry
+from proxy.telemetry.spans import ERROR, SERVER, SpanContext, parse_traceparent
 
 OVERHEAD_HEADER = b"x-tollhouse-overhead-ms"
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class TelemetryMiddleware:
@@ -38,23 +35,20 @@ class TelemetryMiddleware:
             return
         state = getattr(scope["app"].state, "tollhouse", None)
         telemetry: Telemetry = state.telemetry if state is not None else Telemetry.disabled()
-        carrier = _headers(scope)
-        parent = (
-            _PROPAGATOR.extract(carrier) if "traceparent" in carrier else otel_context.Context()
-        )
+        parent = _caller(scope)
         method = scope["method"]
-        span = telemetry.tracer.start_span(
-            method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                sc.HTTP_METHOD: method,
-                sc.URL_PATH: scope["path"],
-            },
-        )
+        span = None
+        token = None
+        if telemetry.tracing:
+            span = telemetry.tracer.start_span(
+                method,
+                SERVER,
+                parent,
+                {sc.HTTP_METHOD: method, sc.URL_PATH: scope["path"]},
+            )
+            token = TRACE_IDS.set((span.trace_id, span.span_id))
         trace = RequestTrace(telemetry, span, parent)
         scope.setdefault("state", {})["trace"] = trace
-        token = otel_context.attach(set_span_in_context(span, parent))
         status = 500
 
         async def send_with_overhead(message: Message) -> None:
@@ -68,23 +62,33 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_overhead)
         finally:
-            otel_context.detach(token)
-            route = self._route_of(scope)
-            labels: dict[str, str | int] = {sc.HTTP_METHOD: method, sc.HTTP_STATUS: status}
-            if route is not None:
-                labels[sc.HTTP_ROUTE] = route
-            if status >= 500:
-                labels[sc.ERROR_TYPE] = str(status)
+            if token is not None:
+                TRACE_IDS.reset(token)
+            if telemetry.metering or span is not None:
+                self._finish(telemetry, trace, scope, method, status)
+
+    def _finish(
+        self, telemetry: Telemetry, trace: RequestTrace, scope: Scope, method: str, status: int
+    ) -> None:
+        route = self._route_of(scope)
+        labels: dict[str, str | int] = {sc.HTTP_METHOD: method, sc.HTTP_STATUS: status}
+        if route is not None:
+            labels[sc.HTTP_ROUTE] = route
+        if status >= 500:
+            labels[sc.ERROR_TYPE] = str(status)
+        if telemetry.metering:
             telemetry.instruments.http_duration.record(time.perf_counter() - trace.started, labels)
-            if telemetry.tracing:
-                span.set_attributes(labels)
-                if trace.overhead_ms is not None:
-                    span.set_attribute(sc.OVERHEAD_MS, round(trace.overhead_ms, 3))
-                if route is not None and not trace.named:
-                    span.update_name(f"{method} {route}")
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                span.end()
+        span = trace.span
+        if span is None or not span.recording:
+            return
+        span.set_attributes(labels)
+        if trace.overhead_ms is not None:
+            span.set_attribute(sc.OVERHEAD_MS, round(trace.overhead_ms, 3))
+        if route is not None and not trace.named:
+            span.update_name(f"{method} {route}")
+        if status >= 500:
+            span.set_status(ERROR)
+        span.end()
 
     def _route_of(self, scope: Scope) -> str | None:
         """The matched route's template (``/admin/keys/{key_id}``), never the raw path."""
@@ -104,10 +108,13 @@ def _templates(routes: list[BaseRoute], prefix: str) -> list[tuple[Any, str]]:
     return found
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """Only the trace-context headers; nothing else of the request is looked at."""
-    out: dict[str, str] = {}
+def _caller(scope: Scope) -> SpanContext | None:
+    """The caller's trace context from ``traceparent``/``tracestate``; nothing else of the
+    request is looked at."""
+    traceparent = tracestate = None
     for name, value in scope["headers"]:
-        if name in (b"traceparent", b"tracestate"):
-            out[name.decode("latin-1")] = value.decode("latin-1")
-    return out
+        if name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            tracestate = value.decode("latin-1")
+    return None if traceparent is None else parse_traceparent(traceparent, tracestate)

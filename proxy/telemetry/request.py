@@ -17,14 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from governance.audit import AuditEntry
 from governance.errors import UpstreamError
 from proxy.telemetry import semconv as sc
 from proxy.telemetry.content import input_messages, output_messages
+from proxy.telemetry.spans import CLIENT, ERROR, Span, SpanContext
 
 if TYPE_CHECKING:
     from proxy.calls import Call
@@ -32,8 +30,6 @@ if TYPE_CHECKING:
     from proxy.telemetry.setup import Telemetry
 
 T = TypeVar("T")
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class RequestTrace:
@@ -52,10 +48,10 @@ class RequestTrace:
         "upstream_started",
     )
 
-    def __init__(self, telemetry: Telemetry, span: Span, parent: Context) -> None:
+    def __init__(self, telemetry: Telemetry, span: Span | None, parent: SpanContext | None) -> None:
         self._telemetry = telemetry
-        self.span = span
-        self._parent = parent  # the client's trace context (for propagation without tracing)
+        self.span = span  # None when tracing is off
+        self._parent = parent  # the caller's trace context (passed on when tracing is off)
         self.started = time.perf_counter()
         self.upstream_started: float | None = None
         self.upstream_ended: float | None = None
@@ -86,29 +82,24 @@ class RequestTrace:
         """Run one upstream attempt inside a client span; ``send`` gets the headers that
         carry the trace context (``traceparent``) to the upstream."""
         telemetry = self._telemetry
-        operation = sc.OPERATIONS[call.endpoint]
+        metering = telemetry.metering
         upstream = target.adapter.name
-        identity = telemetry.upstreams.get(upstream)
-        model = target.deployment.model
-        number = len(call.attempts) + 1
-        labels: dict[str, str | int] = {sc.OPERATION_NAME: operation, sc.REQUEST_MODEL: model}
-        if identity is not None:
-            labels[sc.PROVIDER_NAME] = identity.provider
-            labels[sc.SERVER_ADDRESS] = identity.address
-            labels[sc.SERVER_PORT] = identity.port
+        labels: dict[str, str | int] = {}
         headers: dict[str, str] = {}
         span: Span | None = None
-        if telemetry.tracing:
+        if self.span is not None or metering:
+            labels = self._attempt_labels(call, target)
+        if self.span is not None:
             span = telemetry.tracer.start_span(
-                f"{operation} {model}",
-                context=set_span_in_context(self.span),
-                kind=SpanKind.CLIENT,
-                attributes={**labels, sc.UPSTREAM: upstream, sc.ATTEMPT: number},
+                f"{labels[sc.OPERATION_NAME]} {labels[sc.REQUEST_MODEL]}",
+                CLIENT,
+                self.span.context,
+                {**labels, sc.UPSTREAM: upstream, sc.ATTEMPT: len(call.attempts) + 1},
             )
-            _PROPAGATOR.inject(headers, context=set_span_in_context(span))
-        else:
-            _PROPAGATOR.inject(headers, context=self._parent)  # pass the client's along
-        if number > 1:
+            headers = span.context.headers()
+        elif self._parent is not None:
+            headers = self._parent.headers()  # pass the caller's along
+        if metering and call.attempts:
             telemetry.instruments.upstream_retries.add(1, {sc.UPSTREAM: upstream})
         started = time.perf_counter()
         if self.upstream_started is None:
@@ -118,25 +109,38 @@ class RequestTrace:
         except BaseException as exc:
             ended = self.upstream_ended = time.perf_counter()
             code = (exc.code or exc.type) if isinstance(exc, UpstreamError) else type(exc).__name__
-            if not isinstance(exc, asyncio.CancelledError):
-                telemetry.instruments.upstream_errors.add(
-                    1, {sc.UPSTREAM: upstream, sc.ERROR_TYPE: code}
+            if metering:
+                if not isinstance(exc, asyncio.CancelledError):
+                    telemetry.instruments.upstream_errors.add(
+                        1, {sc.UPSTREAM: upstream, sc.ERROR_TYPE: code}
+                    )
+                telemetry.instruments.operation_duration.record(
+                    ended - started, {**labels, sc.ERROR_TYPE: code}
                 )
-            telemetry.instruments.operation_duration.record(
-                ended - started, {**labels, sc.ERROR_TYPE: code}
-            )
             if span is not None:
                 span.set_attribute(sc.ERROR_TYPE, code)
                 message = exc.message if isinstance(exc, UpstreamError) else type(exc).__name__
-                span.set_status(Status(StatusCode.ERROR, message))
+                span.set_status(ERROR, message)
                 span.end()
             raise
         self.upstream_ended = now = time.perf_counter()
-        if call.stream:  # a stream attempt returns once its first event has arrived
+        if metering and call.stream:  # a stream attempt returns once its first event arrived
             telemetry.instruments.time_to_first_chunk.record(now - started, labels)
         self._client = span
         self._client_started = started
         return result
+
+    def _attempt_labels(self, call: Call, target: Target) -> dict[str, str | int]:
+        labels: dict[str, str | int] = {
+            sc.OPERATION_NAME: sc.OPERATIONS[call.endpoint],
+            sc.REQUEST_MODEL: target.deployment.model,
+        }
+        identity = self._telemetry.upstreams.get(target.adapter.name)
+        if identity is not None:
+            labels[sc.PROVIDER_NAME] = identity.provider
+            labels[sc.SERVER_ADDRESS] = identity.address
+            labels[sc.SERVER_PORT] = identity.port
+        return labels
 
     def upstream_done(self) -> None:
         """A stream's last event arrived (its client span ends when the request does)."""
@@ -151,48 +155,16 @@ class RequestTrace:
         operation = sc.OPERATIONS[call.endpoint]
         alias = entry.requested_model if entry.requested_model in telemetry.aliases else None
         decision = call.decision
-        instruments = telemetry.instruments
         action = decision.action if decision is not None else "none"
         error = entry.error_type
-        decided: dict[str, str | int] = {sc.DECISION: action}
-        if entry.policy_name is not None:
-            decided[sc.POLICY_NAME] = entry.policy_name
-        if decision is not None and decision.error is not None:
-            decided[sc.ERROR_TYPE] = decision.error.code or decision.error.type
-        instruments.decisions.add(1, decided)
         destination = entry.destination
-        if decision is not None and destination is not None:
-            actions = decision.pii_actions.get(destination, {})  # type: ignore[call-overload]
-            for entity, count in decision.pii_counts.items():
-                acted = actions.get(entity)
-                if count and acted is not None and acted != "allow":
-                    instruments.redactions.add(
-                        count,
-                        {sc.PII_ENTITY: entity, sc.PII_ACTION: acted, sc.DESTINATION: destination},
-                    )
-        budget_state, budget_used = self._budgets(call, entry)
-        labels = self._usage_labels(operation, entry)
-        if entry.input_tokens is not None:
-            instruments.token_usage.record(entry.input_tokens, {**labels, sc.TOKEN_TYPE: "input"})
-        if entry.output_tokens is not None and call.endpoint.value != "embeddings":
-            instruments.token_usage.record(entry.output_tokens, {**labels, sc.TOKEN_TYPE: "output"})
-        if self._client_started and error is None and self.upstream_ended is not None:
-            instruments.operation_duration.record(
-                self.upstream_ended - self._client_started, labels
-            )
-        if entry.cost:
-            spend: dict[str, str | int] = {sc.APP: entry.app, sc.CURRENCY: entry.currency or ""}
-            if entry.team:
-                spend[sc.TEAM] = entry.team
-            if alias:
-                spend[sc.MODEL_ALIAS] = alias
-            if entry.upstream:
-                spend[sc.UPSTREAM] = entry.upstream
-            instruments.spend.add(float(entry.cost), spend)
-        if not telemetry.tracing:
-            return
+        if telemetry.metering:
+            self._record(call, entry, operation, alias, action)
         self._end_client(entry)
         span = self.span
+        if span is None or not span.recording:
+            return
+        budget_state, budget_used = self._budgets(call, entry)
         span.update_name(f"{operation} {alias}" if alias else operation)
         self.named = True
         attributes: dict[str, Any] = {
@@ -232,14 +204,61 @@ class RequestTrace:
             attributes[sc.CURRENCY] = entry.currency or ""
         if error is not None:
             attributes[sc.ERROR_TYPE] = error
-            span.set_status(Status(StatusCode.ERROR, entry.error_message or error))
+            span.set_status(ERROR, entry.error_message or error)
         if telemetry.capture_content:
             self._content(attributes, call, entry)
         span.set_attributes(attributes)
 
+    def _record(
+        self, call: Call, entry: AuditEntry, operation: str, alias: str | None, action: str
+    ) -> None:
+        """The request's metrics: decision, redactions, budgets, tokens, duration, spend."""
+        instruments = self._telemetry.instruments
+        decision = call.decision
+        decided: dict[str, str | int] = {sc.DECISION: action}
+        if entry.policy_name is not None:
+            decided[sc.POLICY_NAME] = entry.policy_name
+        if decision is not None and decision.error is not None:
+            decided[sc.ERROR_TYPE] = decision.error.code or decision.error.type
+        instruments.decisions.add(1, decided)
+        destination = entry.destination
+        if decision is not None and destination is not None:
+            actions = decision.pii_actions.get(destination, {})  # type: ignore[call-overload]
+            for entity, count in decision.pii_counts.items():
+                acted = actions.get(entity)
+                if count and acted is not None and acted != "allow":
+                    instruments.redactions.add(
+                        count,
+                        {sc.PII_ENTITY: entity, sc.PII_ACTION: acted, sc.DESTINATION: destination},
+                    )
+        for use in call.budget_uses:
+            labels: dict[str, str | int] = {
+                sc.BUDGET_NAME: use.budget.name,
+                sc.BUDGET_SCOPE: use.budget.scope,
+            }
+            if use.budget.scope in ("app", "team", "key"):  # never an end user's id
+                labels[sc.BUDGET_SUBJECT] = use.subject
+            instruments.budget_used.set(use.fraction, labels)
+        usage = self._usage_labels(operation, entry)
+        if entry.input_tokens is not None:
+            instruments.token_usage.record(entry.input_tokens, {**usage, sc.TOKEN_TYPE: "input"})
+        if entry.output_tokens is not None and call.endpoint.value != "embeddings":
+            instruments.token_usage.record(entry.output_tokens, {**usage, sc.TOKEN_TYPE: "output"})
+        if self._client_started and entry.error_type is None and self.upstream_ended is not None:
+            instruments.operation_duration.record(self.upstream_ended - self._client_started, usage)
+        if entry.cost:
+            spend: dict[str, str | int] = {sc.APP: entry.app, sc.CURRENCY: entry.currency or ""}
+            if entry.team:
+                spend[sc.TEAM] = entry.team
+            if alias:
+                spend[sc.MODEL_ALIAS] = alias
+            if entry.upstream:
+                spend[sc.UPSTREAM] = entry.upstream
+            instruments.spend.add(float(entry.cost), spend)
+
     def _end_client(self, entry: AuditEntry) -> None:
         span = self._client
-        if span is None:
+        if span is None or not span.recording:
             return
         self._client = None
         attributes: dict[str, Any] = {}
@@ -249,12 +268,12 @@ class RequestTrace:
         if entry.error_type is not None and entry.status != "ok":
             # The answer broke off mid-stream (or the client left): the attempt failed late.
             attributes[sc.ERROR_TYPE] = entry.error_type
-            span.set_status(Status(StatusCode.ERROR, entry.error_message or entry.error_type))
+            span.set_status(ERROR, entry.error_message or entry.error_type)
         span.set_attributes(attributes)
         end = None
         if self.upstream_ended is not None:  # when the upstream finished, not now
             end = time.time_ns() - int((time.perf_counter() - self.upstream_ended) * 1e9)
-        span.end(end_time=end)
+        span.end(end)
 
     def _usage_labels(self, operation: str, entry: AuditEntry) -> dict[str, str | int]:
         labels: dict[str, str | int] = {sc.OPERATION_NAME: operation}
@@ -269,20 +288,11 @@ class RequestTrace:
             labels[sc.RESPONSE_MODEL] = entry.response_model[:128]
         return labels
 
-    def _budgets(self, call: Call, entry: AuditEntry) -> tuple[str, float | None]:
-        """The budget state (none, ok, warning, exhausted) and the largest use fraction;
-        each budget's use also goes to the utilisation gauge."""
+    @staticmethod
+    def _budgets(call: Call, entry: AuditEntry) -> tuple[str, float | None]:
+        """The budget state (none, ok, warning, exhausted) and the largest use fraction."""
         if not call.budget_uses:
             return "none", None
-        gauge = self._telemetry.instruments.budget_used
-        for use in call.budget_uses:
-            labels: dict[str, str | int] = {
-                sc.BUDGET_NAME: use.budget.name,
-                sc.BUDGET_SCOPE: use.budget.scope,
-            }
-            if use.budget.scope in ("app", "team", "key"):  # never an end user's id
-                labels[sc.BUDGET_SUBJECT] = use.subject
-            gauge.set(use.fraction, labels)
         largest = max(use.fraction for use in call.budget_uses)
         if entry.error_type == "budget_exceeded" or largest >= 1.0:
             return "exhausted", largest

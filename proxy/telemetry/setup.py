@@ -1,33 +1,33 @@
-"""Building the process's tracer and meter from ``telemetry`` settings.
+"""Building the process's tracer, meter and exporters from ``telemetry`` settings.
 
-Spans leave through a `BatchSpanProcessor` and pushed metrics through a
-`PeriodicExportingMetricReader`: both export on their own thread, so a request only
-pays for recording. Every exported span passes the `Scrubber` first. Nothing here is
-global: the providers belong to the `Telemetry` object the app builds and shuts down,
-so several apps (tests) can live in one process.
+Spans leave through a `SpanBatcher` and metrics through a `MetricPusher`, both tasks on
+the app's event loop started by `Telemetry.start`: a request only pays for recording.
+Nothing here is global: everything belongs to the `Telemetry` object an app builds,
+starts and closes, so several apps (tests) can live in one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from opentelemetry.metrics import Meter, NoOpMeter
-from opentelemetry.trace import NoOpTracer, Tracer
 
 from governance.config.schema import Settings, TelemetryConfig
 from governance.observability.scrub import Scrubber
-from proxy.telemetry import semconv as sc
+from proxy.telemetry.export import (
+    ConsoleWriter,
+    MetricPusher,
+    OtlpWriter,
+    SpanBatcher,
+    Transport,
+    Writer,
+)
 from proxy.telemetry.instruments import Instruments
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.metrics.view import View
-    from opentelemetry.sdk.trace.export import SpanExporter
-    from prometheus_client import CollectorRegistry
+from proxy.telemetry.metrics import Meter
+from proxy.telemetry.otlp import Encoder
+from proxy.telemetry.spans import Sampler, Tracer
+from proxy.telemetry.transport import GrpcTransport, HttpTransport
 
 SCOPE = "tollhouse.proxy"
 
@@ -59,21 +59,26 @@ class UpstreamIdentity:
 
 @dataclass(slots=True)
 class Telemetry:
-    """The tracer, the instruments and what to shut down; built once per app."""
+    """The tracer, the instruments and their exporters; built once per app."""
 
     tracer: Tracer
     instruments: Instruments
+    meter: Meter
     tracing: bool = False
     metering: bool = False
     capture_content: bool = False
     upstreams: dict[str, UpstreamIdentity] = field(default_factory=dict)
     aliases: frozenset[str] = frozenset()
-    prometheus: CollectorRegistry | None = None
-    _providers: list[object] = field(default_factory=list)
+    prometheus: bool = False
+    batcher: SpanBatcher | None = None
+    pusher: MetricPusher | None = None
+    _writers: list[Writer] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def disabled(cls, settings: Settings | None = None) -> Telemetry:
-        telemetry = cls(NoOpTracer(), Instruments(NoOpMeter(SCOPE)))
+        meter = Meter()
+        telemetry = cls(Tracer(), Instruments(meter), meter)
         if settings is not None:
             telemetry.describe(settings)
         return telemetry
@@ -84,146 +89,102 @@ class Telemetry:
         }
         self.aliases = frozenset(m.name for m in settings.models)
 
-    def flush(self, timeout_ms: int = 10_000) -> None:
-        """Export everything recorded so far (tests; shutdown does it too)."""
-        for provider in self._providers:
-            provider.force_flush(timeout_ms)  # type: ignore[attr-defined]
+    def start(self) -> None:
+        """Start the exporters' tasks on the running loop (the app's lifespan does)."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self.batcher is not None:
+            self.batcher.start()
+        if self.pusher is not None:
+            self.pusher.start()
 
-    def shutdown(self) -> None:
-        for provider in self._providers:
-            provider.shutdown()  # type: ignore[attr-defined]
-        self._providers.clear()
+    async def aflush(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.flush()
+        if self.pusher is not None:
+            await self.pusher.flush()
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Export everything recorded so far, from a thread other than the app's loop
+        (tests; closing the app does it too)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.aflush(), self._loop).result(timeout_s)
+
+    async def aclose(self) -> None:
+        """Export what is left and close the exporters (the app's lifespan does)."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.pusher is not None:
+            await self.pusher.close()
+        for writer in self._writers:
+            await writer.close()
+        self._loop = None
 
 
 def build_telemetry(
-    settings: Settings,
-    scrubber: Scrubber,
-    *,
-    span_exporter: SpanExporter | None = None,
-    metric_readers: Sequence[MetricReader] = (),
+    settings: Settings, scrubber: Scrubber, *, transport: Transport | None = None
 ) -> Telemetry:
-    """The process's telemetry per ``settings.telemetry``; ``span_exporter`` and
-    ``metric_readers`` are added to (tests: in-memory ones) whatever the settings ask."""
+    """The process's telemetry per ``settings.telemetry``; ``transport`` replaces the
+    OTLP transport the settings name (tests: one that keeps what it is sent)."""
     config = settings.telemetry
-    exporter = span_exporter or _span_exporter(config)
-    readers = [*metric_readers, *_metric_readers(config)]
-    registry = None
-    if config.prometheus:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry
-
-        registry = CollectorRegistry(auto_describe=True)
-        readers.append(PrometheusMetricReader(registry=registry))
-    if exporter is None and not readers:
-        return Telemetry.disabled(settings)
-
-    from opentelemetry.sdk.resources import Resource
-
-    resource = Resource.create(
-        {"service.name": config.service_name, "service.version": __version__}
-    )
-    providers: list[object] = []
-    tracer: Tracer = NoOpTracer()
-    if exporter is not None:
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        from proxy.telemetry.export import ScrubbingSpanExporter
-
-        tracer_provider = TracerProvider(resource=resource)
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(ScrubbingSpanExporter(exporter, scrubber))
-        )
-        tracer = tracer_provider.get_tracer(SCOPE, __version__)
-        providers.append(tracer_provider)
-    meter: Meter = NoOpMeter(SCOPE)
-    if readers:
-        from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-
-        # No exemplars: offering every measurement taken inside a sampled span to the
-        # reservoirs doubled the cost of recording a histogram value.
-        meter_provider = MeterProvider(
-            metric_readers=readers,
-            resource=resource,
-            views=_views(),
-            exemplar_filter=AlwaysOffExemplarFilter(),
-        )
-        meter = meter_provider.get_meter(SCOPE, __version__)
-        providers.append(meter_provider)
+    resource = {
+        **config.resource_attributes,
+        "service.name": config.service_name,
+        "service.version": __version__,
+    }
+    meter = Meter()
+    writers: dict[str, Writer] = {}
+    for signal, chosen in (("traces", config.traces), ("metrics", config.metrics)):
+        if chosen == "console":
+            writers[signal] = ConsoleWriter(resource)
+        elif chosen == "otlp":
+            writers[signal] = OtlpWriter(
+                Encoder(resource, SCOPE, __version__), transport or _transport(config)
+            )
+    batcher = None
+    tracer = Tracer()
+    if "traces" in writers:
+        batcher = SpanBatcher(writers["traces"], scrubber)
+        tracer = Tracer(batcher.enqueue, Sampler(config.sampler, config.sampler_ratio))
+    pusher = None
+    if "metrics" in writers:
+        pusher = MetricPusher(meter, writers["metrics"], config.metric_export_interval_s)
     telemetry = Telemetry(
         tracer,
         Instruments(meter),
-        tracing=exporter is not None,
-        metering=bool(readers),
+        meter,
+        tracing=batcher is not None,
+        metering=pusher is not None or config.prometheus,
         capture_content=config.capture_content,
-        prometheus=registry,
-        _providers=providers,
+        prometheus=config.prometheus,
+        batcher=batcher,
+        pusher=pusher,
+        _writers=list({id(w): w for w in writers.values()}.values()),
     )
     telemetry.describe(settings)
     return telemetry
 
 
-def _span_exporter(config: TelemetryConfig) -> SpanExporter | None:
-    if config.traces == "none":
-        return None
-    if config.traces == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    base = config.otlp_endpoint
+def _transport(config: TelemetryConfig) -> Transport:
     if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
+        return GrpcTransport(
+            config.otlp_endpoint or "http://localhost:4317",
+            headers=config.headers,
+            timeout_s=config.timeout_s,
+            compression=config.compression,
+            certificate=config.certificate,
         )
-
-        insecure = None if base is None else base.startswith("http://")
-        return GrpcSpanExporter(endpoint=base, insecure=insecure)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(endpoint=None if base is None else f"{base.rstrip('/')}/v1/traces")
-
-
-def _metric_readers(config: TelemetryConfig) -> list[MetricReader]:
-    if config.metrics == "none":
-        return []
-    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
-
-    exporter: MetricExporter
-    base = config.otlp_endpoint
-    if config.metrics == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        exporter = ConsoleMetricExporter()
-    elif config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        insecure = None if base is None else base.startswith("http://")
-        exporter = GrpcMetricExporter(endpoint=base, insecure=insecure)
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-        endpoint = None if base is None else f"{base.rstrip('/')}/v1/metrics"
-        exporter = OTLPMetricExporter(endpoint=endpoint)
-    interval_ms = config.metric_export_interval_s * 1000
-    return [PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)]
-
-
-def _views() -> list[View]:
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-
-    buckets = {
-        sc.METRIC_TOKEN_USAGE: sc.TOKEN_BUCKETS,
-        sc.METRIC_OPERATION_DURATION: sc.DURATION_BUCKETS_S,
-        sc.METRIC_TIME_TO_FIRST_CHUNK: sc.DURATION_BUCKETS_S,
-        sc.METRIC_HTTP_DURATION: sc.FAST_BUCKETS_S,
-        sc.METRIC_AUDIT_WRITE: sc.FAST_BUCKETS_S,
+    base = (config.otlp_endpoint or "http://localhost:4318").rstrip("/")
+    urls = {
+        "traces": config.traces_endpoint or f"{base}/v1/traces",
+        "metrics": config.metrics_endpoint or f"{base}/v1/metrics",
     }
-    return [
-        View(
-            instrument_name=name,
-            aggregation=ExplicitBucketHistogramAggregation(boundaries=[float(b) for b in bounds]),
-        )
-        for name, bounds in buckets.items()
-    ]
+    return HttpTransport(
+        urls,
+        headers=config.headers,
+        timeout_s=config.timeout_s,
+        compression=config.compression,
+        certificate=config.certificate,
+    )

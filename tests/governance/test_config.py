@@ -103,6 +103,35 @@ def test_otel_variables_override_the_telemetry_section() -> None:
     assert telemetry.capture_content
 
 
+def test_exporter_variables_fill_the_exporter_settings() -> None:
+    settings = settings_from_mapping(
+        {"telemetry": {"headers": {"x-from-file": "1"}}},
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom/traces",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/custom/metrics",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc%3D%3D,x-tenant = blue",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging,team=ml%20ops",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ssl/collector-ca.pem",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        },
+    )
+    telemetry = settings.telemetry
+    assert telemetry.traces_endpoint == "http://c:4318/custom/traces"
+    assert telemetry.metrics_endpoint == "http://c:4318/custom/metrics"
+    assert telemetry.headers == {"x-from-file": "1", "x-api-key": "abc==", "x-tenant": "blue"}
+    assert telemetry.resource_attributes == {
+        "deployment.environment": "staging",
+        "team": "ml ops",
+    }
+    assert telemetry.timeout_s == 2.5
+    assert telemetry.compression == "gzip"
+    assert telemetry.certificate == "/etc/ssl/collector-ca.pem"
+    assert (telemetry.sampler, telemetry.sampler_ratio) == ("parentbased_traceidratio", 0.25)
+
+
 def test_an_otlp_endpoint_alone_turns_otlp_export_on() -> None:
     settings = settings_from_mapping({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318"})
     assert settings.telemetry.traces == "otlp"
@@ -126,6 +155,10 @@ def test_otel_sdk_disabled_switches_everything_off() -> None:
         ("OTEL_METRICS_EXPORTER", "otlp,console", "OTEL_METRICS_EXPORTER"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "milliseconds expected"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "telemetry.protocol"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds expected"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote", "telemetry.sampler"),
+        ("OTEL_TRACES_SAMPLER_ARG", "half", "a number from 0 to 1"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5", "telemetry.sampler_ratio"),
     ],
 )
 def test_bad_otel_variables_are_configuration_errors(

@@ -6,13 +6,13 @@ import datetime as dt
 import io
 import json
 import logging
+import random
 import re
 import secrets
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
 from governance.observability import (
     REQUEST_ID,
@@ -21,7 +21,7 @@ from governance.observability import (
     ScrubbingFilter,
     configure_logging,
 )
-from governance.observability.logs import UVICORN_LOGGERS, TollhouseLogHandler
+from governance.observability.logs import TRACE_IDS, UVICORN_LOGGERS, TollhouseLogHandler
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"
@@ -179,15 +179,17 @@ def test_request_id_comes_from_the_context(capture: Capture) -> None:
     assert "request_id" not in outside
 
 
-def test_trace_and_span_ids_come_from_the_active_span(capture: Capture) -> None:
-    tracer = TracerProvider().get_tracer("tollhouse.test")
-    with tracer.start_as_current_span("request") as span:
+def test_trace_and_span_ids_come_from_the_request_span(capture: Capture) -> None:
+    trace_id, span_id = random.getrandbits(128), random.getrandbits(64)
+    token = TRACE_IDS.set((trace_id, span_id))
+    try:
         capture.logger.info("in a span")
-        context = span.get_span_context()
+    finally:
+        TRACE_IDS.reset(token)
     capture.logger.info("after it")
     inside, after = capture.lines()
-    assert inside["trace_id"] == format(context.trace_id, "032x")
-    assert inside["span_id"] == format(context.span_id, "016x")
+    assert inside["trace_id"] == format(trace_id, "032x")
+    assert inside["span_id"] == format(span_id, "016x")
     assert re.fullmatch(r"[0-9a-f]{32}", str(inside["trace_id"]))
     assert re.fullmatch(r"[0-9a-f]{16}", str(inside["span_id"]))
     assert "trace_id" not in after

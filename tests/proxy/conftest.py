@@ -225,7 +225,7 @@ def running_proxy(
     suite_key = keys.create_for_app("suite", "qa", actor=OPERATOR).secret
     quiet_key = keys.create_for_app("quiet", "ops", actor=OPERATOR).secret
     extra: dict[str, Any] = {"clock": clock} if clock else {}
-    if observe is not None:  # the test's own telemetry (in-memory exporters)
+    if observe is not None:  # the test's own telemetry (an in-memory transport)
         extra["telemetry"] = observe(settings)
     app = create_app(settings, analyzer=analyzer, **extra)
     server = BackgroundServer(app, "127.0.0.1", free_port()).start()

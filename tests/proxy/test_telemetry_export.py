@@ -62,6 +62,8 @@ def test_spans_and_metrics_reach_an_otlp_receiver(
         "protocol": protocol,
         "otlp_endpoint": server.endpoint,
         "metric_export_interval_s": 0.2,
+        "headers": {"x-tenant": "tollhouse-tests"},
+        "compression": "gzip",
     }
     with running_proxy(database_url, upstreams, analyzer, telemetry=telemetry) as proxy:
         client = proxy.client()
@@ -89,6 +91,11 @@ def test_spans_and_metrics_reach_an_otlp_receiver(
     assert {p.attributes["gen_ai.token.type"] for p in usage} == {"input", "output"}
     ttfc = [p for p in points if p.metric == "gen_ai.client.operation.time_to_first_chunk"]
     assert ttfc[0].unit == "s" and ttfc[0].value >= 1
+    exports = server.exports()
+    assert {e.signal for e in exports} >= {"traces", "metrics"}
+    assert all(e.headers.get("x-tenant") == "tollhouse-tests" for e in exports)
+    if protocol == "http/protobuf":
+        assert all(e.headers.get("content-encoding") == "gzip" for e in exports)
 
 
 def test_prometheus_scrape(

@@ -9,6 +9,7 @@ and spans mention the request, masked), so an empty log could not pass it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -18,8 +19,6 @@ from typing import Any
 
 import openai
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from governance.config import Settings
 from governance.observability import configure_logging
@@ -27,7 +26,7 @@ from governance.pii import TextAnalyzer
 from proxy.app import scrubber_for
 from proxy.telemetry import Telemetry, build_telemetry
 from tests.proxy.conftest import Harness, running_proxy
-from tests.support.otlp import scrape_prometheus
+from tests.support.otlp import MemoryTransport, scrape_prometheus
 from tests.upstream.faulty import Fault, FaultyUpstream
 
 EMAIL = "maria.jansen@example.com"
@@ -74,24 +73,27 @@ def _config(alpha: FaultyUpstream, beta: FaultyUpstream) -> dict[str, Any]:
             },
             {"name": "chat-beta", "deployments": [{"upstream": "beta", "model": "demo-llama"}]},
         ],
-        "telemetry": {"prometheus": True, "capture_content": True},
+        "telemetry": {
+            "prometheus": True,
+            "capture_content": True,
+            "traces": "otlp",
+            "metrics": "otlp",
+            "metric_export_interval_s": 3600,
+        },
     }
 
 
 class Sinks:
     def __init__(self) -> None:
         self.logs = io.StringIO()
-        self.spans = InMemorySpanExporter()
-        self.metrics = InMemoryMetricReader()
+        self.exported = MemoryTransport()
         self.telemetry: Telemetry | None = None
         self.handler: logging.Handler | None = None
 
     def build(self, settings: Settings) -> Telemetry:
         scrubber = scrubber_for(settings)
         self.handler = configure_logging("DEBUG", "json", scrubber, self.logs)
-        self.telemetry = build_telemetry(
-            settings, scrubber, span_exporter=self.spans, metric_readers=[self.metrics]
-        )
+        self.telemetry = build_telemetry(settings, scrubber, transport=self.exported)
         return self.telemetry
 
 
@@ -119,8 +121,6 @@ def leaky(
             root.removeHandler(handler)
             handler.close()
         root.setLevel(level)
-        if sinks.telemetry is not None:
-            sinks.telemetry.shutdown()
 
 
 def _traffic(harness: Harness) -> list[str]:
@@ -169,19 +169,16 @@ def _traffic(harness: Harness) -> list[str]:
 def _span_text(sinks: Sinks) -> str:
     assert sinks.telemetry is not None
     sinks.telemetry.flush()
-    return "\n".join(span.to_json() for span in sinks.spans.get_finished_spans())
+    spans = sinks.exported.spans()
+    assert spans  # the requests were traced
+    return "\n".join(json.dumps(dataclasses.asdict(span), default=str) for span in spans)
 
 
 def _metric_labels(sinks: Sinks, harness: Harness) -> str:
-    data = sinks.metrics.get_metrics_data()
-    assert data is not None
-    labels = [
-        dict(point.attributes or {})
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        for point in metric.data.data_points
-    ]
+    assert sinks.telemetry is not None
+    sinks.telemetry.flush()
+    labels = [point.attributes for point in sinks.exported.points()]
+    assert labels  # metrics were exported
     scraped = scrape_prometheus(harness.url.removesuffix("/v1") + "/metrics")
     prometheus = [labels for samples in scraped.values() for labels, _ in samples]
     return json.dumps(labels + prometheus)

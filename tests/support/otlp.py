@@ -60,6 +60,7 @@ class ReceivedPoint:
     explicit_bounds: list[float]  # histogram only
     resource: dict[str, Any]
     scope: str  # the instrumentation scope's name (the meter's name)
+    time_ns: int = 0  # when the value was collected
 
 
 _T = TypeVar("_T", ReceivedSpan, ReceivedPoint)
@@ -71,7 +72,7 @@ class ReceivedExport:
     headers (names lower-cased; for gRPC the invocation metadata)."""
 
     signal: Signal
-    protocol: Literal["http", "grpc"]
+    protocol: Literal["http", "grpc", "memory"]
     headers: dict[str, str]
 
 
@@ -151,6 +152,7 @@ def decode_points(request: metrics_service_pb2.ExportMetricsServiceRequest) -> l
                         "attributes": key_values(point.attributes),
                         "resource": resource,
                         "scope": scope_metrics.scope.name,
+                        "time_ns": point.time_unix_nano,
                     }
                     points.append(ReceivedPoint(**common, **_point_values(kind, point)))
     return points
@@ -261,6 +263,35 @@ def _summary(item: ReceivedSpan | ReceivedPoint) -> str:
     if isinstance(item, ReceivedSpan):
         return f"  span {item.name!r} {item.kind} {item.status_code} {item.attributes}"
     return f"  point {item.metric!r} {item.kind} {item.attributes} value={item.value}"
+
+
+def latest(points: Iterable[ReceivedPoint]) -> list[ReceivedPoint]:
+    """Of cumulative points exported again and again, the newest per metric and series."""
+    newest: dict[tuple[str, str], ReceivedPoint] = {}
+    for point in points:
+        key = (point.metric, repr(sorted(point.attributes.items())))
+        if key not in newest or point.time_ns >= newest[key].time_ns:
+            newest[key] = point
+    return list(newest.values())
+
+
+class MemoryTransport(OtlpStore):
+    """An OTLP transport for the proxy (``build_telemetry(..., transport=)``) that keeps
+    what it is sent, decoded with the official protobuf classes, instead of sending it."""
+
+    async def send(self, signal: str, payload: bytes) -> None:
+        request: Message
+        if signal == "traces":
+            request = trace_service_pb2.ExportTraceServiceRequest()
+        else:
+            request = metrics_service_pb2.ExportMetricsServiceRequest()
+        request.ParseFromString(payload)
+        self.record(
+            ReceivedExport("traces" if signal == "traces" else "metrics", "memory", {}), request
+        )
+
+    async def close(self) -> None:
+        pass
 
 
 class OtlpReceiver(OtlpStore):
