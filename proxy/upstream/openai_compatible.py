@@ -19,6 +19,7 @@ from governance.errors import (
     UpstreamTimeoutError,
 )
 from proxy.upstream.adapter import JsonReply
+from proxy.upstream.pool import UpstreamPool
 from proxy.upstream.sse import SSEDecoder
 
 _DONE = b"[DONE]"
@@ -34,35 +35,17 @@ class OpenAICompatibleAdapter:
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
-        )
-        self._connector_limit = config.max_connections
-        self._watch = tuple(h.lower() for h in config.fingerprint_headers)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connector_limit, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
+        self._pool = UpstreamPool(config)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     async def _post(
         self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None
     ) -> aiohttp.ClientResponse:
         try:
-            response = await self._client().post(
-                self._base_url + path,
+            response = await self._pool.client().post(
+                self._url(path, body),
                 data=orjson.dumps(body),
                 headers={**self._headers, **headers} if headers else self._headers,
             )
@@ -75,16 +58,25 @@ class OpenAICompatibleAdapter:
                 response.release()
         return response
 
+    def _url(self, path: str, body: Mapping[str, Any]) -> str:
+        """Where an OpenAI ``path`` is sent (the hook a dialect with other URLs overrides)."""
+        return self._base_url + path
+
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
-        status = response.status
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError):
             body = b""
-        message, kind, code = _error_fields(body)
-        retry_after = _retry_after_s(response.headers.get("Retry-After"))
+        raise self._status_error(response.status, response.headers, body)
+
+    def _status_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamStatusError:
+        """The error for an answer with an error ``status`` (a dialect's error bodies differ)."""
+        message, kind, code = error_fields(body)
+        retry_after = retry_after_s(headers.get("Retry-After"))
         retryable = status == 429 or status >= 500
-        raise UpstreamStatusError(
+        return UpstreamStatusError(
             f"upstream {self.name} answered {status}: {message}",
             status=status if status < 500 else 502,
             type=kind or ("rate_limit_error" if status == 429 else None),
@@ -110,18 +102,13 @@ class OpenAICompatibleAdapter:
             raise UpstreamProtocolError(f"upstream {self.name}: answer is not valid JSON") from exc
         if not isinstance(payload, dict):
             raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
-        return JsonReply(payload=payload, raw=raw, watched_headers=self._watched(response))
+        return JsonReply(payload=payload, raw=raw, watched_headers=self._pool.watched(response))
 
     async def open_stream(
         self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> _SSEStream:
         response = await self._post(path, body, headers)
-        return _SSEStream(self.name, response, self._watched(response))
-
-    def _watched(self, response: aiohttp.ClientResponse) -> dict[str, str]:
-        if not self._watch:
-            return {}
-        return {h: response.headers[h][:256] for h in self._watch if h in response.headers}
+        return _SSEStream(self.name, response, self._pool.watched(response))
 
 
 class _SSEStream:
@@ -163,7 +150,8 @@ def transport_error(exc: BaseException, upstream: str, phase: str) -> UpstreamEr
     )
 
 
-def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+def error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+    """``(message, type, code)`` of an OpenAI-style error body, whatever its shape."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -183,7 +171,8 @@ def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
     return "no message", None, None
 
 
-def _retry_after_s(value: str | None) -> float | None:
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` value (delta-seconds or an HTTP date) asks to wait."""
     if not value:
         return None
     try:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from governance.config.schema import UpstreamConfig
 from proxy.upstream.adapter import UpstreamAdapter
+from proxy.upstream.anthropic import AnthropicAdapter
+from proxy.upstream.azure_openai import AzureOpenAIAdapter
 from proxy.upstream.openai_compatible import OpenAICompatibleAdapter
 
 AdapterFactory = Callable[[UpstreamConfig, str | None], UpstreamAdapter]
@@ -18,6 +20,8 @@ AdapterFactory = Callable[[UpstreamConfig, str | None], UpstreamAdapter]
 def _factories() -> dict[str, AdapterFactory]:
     return {
         "openai_compatible": OpenAICompatibleAdapter,
+        "azure_openai": AzureOpenAIAdapter,
+        "anthropic": AnthropicAdapter,
     }
 
 

@@ -202,11 +202,13 @@ def running_proxy(
     policy: dict[str, Any] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
     observe: Callable[[Settings], Telemetry] | None = None,
+    environ: dict[str, str] | None = None,
     **overrides: Any,
 ) -> Iterator[Harness]:
     """A proxy on a free loopback port, with a ``suite`` and a ``quiet`` key.
 
-    ``policy`` (default `SUITE_POLICY`) is published and activated before it starts.
+    ``policy`` (default `SUITE_POLICY`) is published and activated before it starts;
+    ``environ`` adds environment variables (other upstreams' synthetic keys) to ALPHA_KEY.
     """
     alpha, beta = servers
     raw = {**suite_config(alpha.url, beta.url, database_url), **overrides}
@@ -217,7 +219,9 @@ def running_proxy(
     raw.setdefault("spend", {"prices_file": write_prices(keys_dir)})
     document = policy or SUITE_POLICY
     raw["policy"] = {**raw["policy"], "name": document["name"]}
-    settings = settings_from_mapping(raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret"})
+    settings = settings_from_mapping(
+        raw, {"ALPHA_KEY": "sk-test-alpha-not-a-secret", **(environ or {})}
+    )
     engine = make_engine(database_url)
     sessions = session_factory(engine)
     activate(sessions, document)
