@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import urlsplit
 
-from governance.config.schema import Settings, TelemetryConfig
+from governance.config.schema import Settings
+from governance.config.telemetry import TelemetryConfig
 from governance.observability.scrub import Scrubber
 from proxy.telemetry.export import (
     ConsoleWriter,

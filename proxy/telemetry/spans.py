@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from governance.config.schema import SamplerName
+from governance.config.telemetry import SamplerName
 
 AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool]
 

@@ -12,14 +12,11 @@ import orjson
 
 from governance.config.schema import Destination, UpstreamConfig
 from governance.errors import (
-    UpstreamConnectError,
-    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from proxy.upstream.adapter import JsonReply
-from proxy.upstream.pool import UpstreamPool
+from proxy.upstream.pool import UpstreamPool, read_json_object, transport_error
 from proxy.upstream.sse import SSEDecoder
 
 _DONE = b"[DONE]"
@@ -90,18 +87,7 @@ class OpenAICompatibleAdapter:
         self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> JsonReply:
         response = await self._post(path, body, headers)
-        try:
-            raw = await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            raise transport_error(exc, self.name, "reading the answer") from exc
-        finally:
-            response.release()
-        try:
-            payload = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(f"upstream {self.name}: answer is not valid JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
+        payload, raw = await read_json_object(response, self.name)
         return JsonReply(payload=payload, raw=raw, watched_headers=self._pool.watched(response))
 
     async def open_stream(
@@ -133,21 +119,6 @@ class _SSEStream:
 
     async def close(self) -> None:
         self._response.close()
-
-
-def transport_error(exc: BaseException, upstream: str, phase: str) -> UpstreamError:
-    """Map a network failure to Tollhouse's errors.
-
-    A connect timeout or refused/reset connection is retryable (the request may not have
-    been processed); a read timeout is not (the upstream may still be working on it).
-    """
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamConnectError(f"upstream {upstream}: connect timed out")
-    if isinstance(exc, TimeoutError):  # includes aiohttp's SocketTimeoutError
-        return UpstreamTimeoutError(f"upstream {upstream}: read timed out {phase}")
-    return UpstreamConnectError(
-        f"upstream {upstream}: connection lost {phase} ({type(exc).__name__})"
-    )
 
 
 def error_fields(body: bytes) -> tuple[str, str | None, str | None]:

@@ -21,8 +21,7 @@ from proxy.upstream.anthropic.errors import refused, status_error
 from proxy.upstream.anthropic.request import to_messages_request
 from proxy.upstream.anthropic.response import to_chat_completion
 from proxy.upstream.anthropic.stream import ChunkTranslator
-from proxy.upstream.openai_compatible import transport_error
-from proxy.upstream.pool import UpstreamPool
+from proxy.upstream.pool import UpstreamPool, read_json_object, transport_error
 from proxy.upstream.sse import SSEDecoder
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -53,18 +52,7 @@ class AnthropicAdapter:
     ) -> JsonReply:
         request = self._translate(path, {**body, "stream": False})
         response = await self._post(request, headers)
-        try:
-            raw = await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            raise transport_error(exc, self.name, "reading the answer") from exc
-        finally:
-            response.release()
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(f"upstream {self.name}: answer is not valid JSON") from exc
-        if not isinstance(message, dict):
-            raise UpstreamProtocolError(f"upstream {self.name}: answer is not a JSON object")
+        message, _ = await read_json_object(response, self.name)
         payload = to_chat_completion(self.name, message)
         return JsonReply(
             payload=payload, raw=orjson.dumps(payload), watched_headers=self._pool.watched(response)
