@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import sys
 import time
 from typing import Literal, TextIO
@@ -63,7 +64,9 @@ _CARD_SIZED = 10**12  # integers this large could be card numbers: scrubbed as t
 
 def _timestamp(created: float) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-11-21T10:00:00.123Z``."""
-    seconds, millis = divmod(round(created * 1000), 1000)  # round: 0.123 is 0.12299999...
+    # Truncate, as logging's own msecs does: a rounded time could lie after the event.
+    # The microsecond nudge keeps a float such as 0.12299999... at 123.
+    seconds, millis = divmod(math.floor(created * 1000 + 0.001), 1000)
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
