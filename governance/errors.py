@@ -157,6 +157,10 @@ class UpstreamConnectError(UpstreamError):
     retryable = True
 
 
+class UpstreamRefusedError(UpstreamConnectError):
+    """No connection could be made at all (refused, unresolvable, connect timeout)."""
+
+
 class UpstreamTimeoutError(UpstreamError):
     status = 504
     type = "timeout"
@@ -165,6 +169,15 @@ class UpstreamTimeoutError(UpstreamError):
 
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with an error status; 429 and 5xx are retryable."""
+
+
+class NoPermittedUpstreamError(UpstreamError):
+    """Every deployment the policy permits for a request failed, and the remaining ones
+    send data where the policy forbids: refused rather than sent there."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "no_permitted_upstream"
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -38,7 +38,8 @@ from proxy.pii_gate import PiiGate
 from proxy.pipeline import Pipeline
 from proxy.policies import PolicyCache
 from proxy.routes import ROUTES
-from proxy.routing import Router
+from proxy.routing import ReplicaBoard, Router
+from proxy.routing.probe import ReplicaProbe
 from proxy.spend import build_accounting
 from proxy.state import AppState
 from proxy.telemetry import Telemetry, TelemetryMiddleware, build_telemetry, prometheus
@@ -99,6 +100,7 @@ def build_admin_state(
     sessions: sessionmaker[Session],
     authenticator: Authenticator,
     checkpointer: Checkpointer | None,
+    board: ReplicaBoard,
 ) -> AdminState:
     path = settings.audit.master_key_file
     return AdminState(
@@ -112,6 +114,7 @@ def build_admin_state(
         reader=AuditReader(engine, sessions, MasterKey.from_file(path) if path else None),
         retention=Retention(sessions),
         checkpointer=checkpointer,
+        board=board,
     )
 
 
@@ -194,10 +197,13 @@ def create_app(
         )
         price_watcher = asyncio.create_task(prices.watch())
         pruner = asyncio.create_task(accounting.prune_periodically())
+        board = ReplicaBoard(adapters, settings.routing)
+        probe = ReplicaProbe(board, settings.upstreams)
+        probe.start()
         pipeline = Pipeline(
             settings,
             writer,
-            Router(adapters, settings.retry),
+            Router(adapters, settings.retry, board),
             accounting,
             policies,
             gate,
@@ -205,7 +211,9 @@ def create_app(
             observed,
         )
         authenticator = Authenticator(KeyService(sessions), settings.auth_cache_ttl_s)
-        admin.state.admin = build_admin_state(settings, db, sessions, authenticator, checkpointer)
+        admin.state.admin = build_admin_state(
+            settings, db, sessions, authenticator, checkpointer, board
+        )
         app.state.tollhouse = AppState(
             settings, db, writer, authenticator, pipeline, adapters, policies, observed
         )
@@ -216,6 +224,7 @@ def create_app(
             signer.cancel()
             price_watcher.cancel()
             pruner.cancel()
+            await probe.aclose()
             accounting.close()
             gate.close()
             for adapter in adapters.values():

@@ -24,7 +24,7 @@ from governance.policy.schema import Destination
 from governance.spend.limits import BudgetUse
 from proxy.answer_filter import AnswerFilter
 from proxy.endpoint import Endpoint
-from proxy.routing import Attempt, Target
+from proxy.routing import Attempt, RoutePlan, Target
 from proxy.telemetry.request import RequestTrace
 from proxy.text_slots import with_texts
 
@@ -50,8 +50,9 @@ class Call:
     model: ModelConfig | None = None
     stream: bool = False
     client_wants_usage: bool = False
+    route: RoutePlan | None = None  # the deployments to try, in order, and why
     attempts: list[Attempt] = field(default_factory=list)
-    target: Target | None = None
+    target: Target | None = None  # the deployment that answered
     # The version in force when the request arrived; the decision's, once there is one.
     policy: tuple[str, int] | None = None
     decision: Decision | None = None
@@ -104,6 +105,8 @@ class Call:
         decision = self.decision.trace() if self.decision else None
         if decision is not None and self.limits:
             decision = {**decision, "limits": self.limits}
+        if decision is not None and self.route is not None:
+            decision = {**decision, "routing": self.route.trace(target)}
         return AuditEntry(
             request_id=self.request_id,
             kind=kind,

@@ -244,6 +244,7 @@ class Pipeline:
                 self._pii.analyze, frozenset(response.mask_entities), response.threshold
             )
         call.answer = AnswerFilter(call.pseudonyms, masker)
+        call.route = self._router.plan(call.model, decision.destinations)
         await self._accounting.admit(call, self.plan)
 
     async def _evaluate(
@@ -289,10 +290,9 @@ class Pipeline:
             return {"version": shadow.version, "error": type(exc).__name__}
 
     def plan(self, call: Call) -> list[Target]:
-        """Deployments to try, keeping only destinations the decision permits."""
-        assert call.model is not None and call.decision is not None
-        permitted = call.decision.destinations
-        return [t for t in self._router.plan(call.model) if t.adapter.destination in permitted]
+        """Deployments the request may use, in file order (routing orders them later)."""
+        assert call.route is not None
+        return call.route.permitted
 
     async def redact_for_audit(self, call: Call, content: Any) -> Any:
         """The answer as the audit trail keeps it: as is (full) or with PII masked."""
@@ -317,8 +317,9 @@ class Pipeline:
         """Forward a non-streamed request; return the upstream's answer once audited."""
         assert call.model is not None and call.body is not None and call.request is not None
         try:
-            reply, call.target = await self._router.run(
-                self.plan(call),
+            assert call.route is not None
+            routed = await self._router.run(
+                call.route,
                 lambda t: traced(
                     call,
                     t,
@@ -330,6 +331,8 @@ class Pipeline:
                 ),
                 call.attempts,
             )
+            routed.lease.release()  # the whole answer is read
+            call.target, reply = routed.target, routed.result
             payload = reply.payload
             raw = reply.raw
             answer = call.answer

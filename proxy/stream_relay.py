@@ -27,7 +27,7 @@ from governance.errors import (
 from proxy.asgi import Emit
 from proxy.calls import Call, Endpoint
 from proxy.errors import error_payload
-from proxy.routing import Router, Target
+from proxy.routing import Lease, Router, Target
 from proxy.telemetry.request import traced
 from proxy.upstream.adapter import EventStream
 from proxy.usage import StreamObserver, Usage
@@ -75,15 +75,18 @@ async def open_stream(pipeline: Pipeline, router: Router, call: Call, path: str)
 
         return await traced(call, target, send)
 
-    opened, call.target = await router.run(pipeline.plan(call), attempt, call.attempts)
-    return StreamRelay(pipeline, call, opened)
+    assert call.route is not None
+    routed = await router.run(call.route, attempt, call.attempts)
+    call.target = routed.target
+    return StreamRelay(pipeline, call, routed.result, routed.lease)
 
 
 class StreamRelay:
-    def __init__(self, pipeline: Pipeline, call: Call, opened: _Opened) -> None:
+    def __init__(self, pipeline: Pipeline, call: Call, opened: _Opened, lease: Lease) -> None:
         self._pipeline = pipeline
         self._call = call
         self._opened = opened
+        self._lease = lease  # the stream counts as in flight upstream until it ends
         self._observer = StreamObserver(
             keep_content=call.keeps_content, count=lambda text: pipeline.count(call, text)
         )
@@ -96,6 +99,7 @@ class StreamRelay:
         """Forward every event; write the completed record; end with ``[DONE]``."""
         call = self._call
         ok = False
+        failure: UpstreamError | None = None
         try:
             if self._opened.first is not None:
                 await self._forward(self._opened.first, emit)
@@ -106,6 +110,7 @@ class StreamRelay:
             await self._drain(emit)
             ok = True
         except TollhouseError as error:
+            failure = error if isinstance(error, UpstreamError) else None
             await self._end_with_error(error, emit)
             return
         except asyncio.CancelledError:
@@ -136,6 +141,7 @@ class StreamRelay:
             )
             raise
         finally:
+            self._lease.release(failure)
             await self._opened.stream.close()
             if not ok:
                 self._pipeline.release(call)

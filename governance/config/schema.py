@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from governance.config.monitors import MonitorsConfig
+from governance.config.routing import ProbeConfig, RoutingConfig
 from governance.config.telemetry import TelemetryConfig
 
 Destination = Literal["internal", "external"]
@@ -73,6 +74,10 @@ class UpstreamConfig(_Strict):
         max_length=16,
         description="response headers that identify the model version behind the API "
         "(recorded with each attempt; a change raises a model-change alert)",
+    )
+
+    probe: ProbeConfig | None = Field(
+        default=None, description="background health and load checks (vLLM replicas)"
     )
 
     @field_validator("base_url")
@@ -259,6 +264,7 @@ class Settings(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     spend: SpendConfig = SpendConfig()
     retry: RetryConfig = RetryConfig()
+    routing: RoutingConfig = RoutingConfig()
     audit: AuditConfig = AuditConfig()
     access: AccessConfig = AccessConfig()
     policy: PolicyConfig = PolicyConfig()

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from governance.errors import TollhouseError
-from proxy.admin import routes_access, routes_audit, routes_policies
+from proxy.admin import routes_access, routes_audit, routes_ops, routes_policies
 from proxy.errors import handle_tollhouse_error, handle_unexpected
 
 
@@ -17,14 +17,15 @@ def build_admin_app() -> FastAPI:
     app = FastAPI(
         title="Tollhouse admin API",
         version="1",
-        description="Principals and keys, policy versions, the audit trail. Every route "
+        description="Principals and keys, policy versions, the audit trail, upstream state. Every "
+        "route "
         "needs `Authorization: Bearer <key>`; what a key may do depends on its principal's "
         "roles (docs/access.md). Errors use OpenAI's format.",
         docs_url=None,  # the interactive docs load assets from a CDN; Tollhouse is offline
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    for module in (routes_access, routes_policies, routes_audit):
+    for module in (routes_access, routes_policies, routes_audit, routes_ops):
         app.include_router(module.router)
     app.add_exception_handler(TollhouseError, handle_tollhouse_error)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from governance.errors import ServiceUnavailableError
 from governance.keys import KeyService
 from governance.policy.store import PolicyStore
 from proxy.auth import Authenticator
+from proxy.routing import ReplicaBoard
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class AdminState:
     reader: AuditReader
     retention: Retention
     checkpointer: Checkpointer | None
+    board: ReplicaBoard  # this process's view of the upstreams
 
 
 def admin_state(request: Request) -> AdminState:

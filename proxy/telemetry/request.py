@@ -197,6 +197,13 @@ class RequestTrace:
             identity = telemetry.upstreams.get(entry.upstream)
             if identity is not None:
                 attributes[sc.PROVIDER_NAME] = identity.provider
+        route = call.route
+        if route is not None:
+            if route.reason is not None:  # ordered: an attempt was made
+                attributes[sc.ROUTE_REASON] = route.reason
+                attributes[sc.ROUTE_CANDIDATES] = [t.adapter.name for t in route.targets]
+            if route.excluded:
+                attributes[sc.ROUTE_EXCLUDED] = [e["upstream"] for e in route.excluded]
         _request_parameters(attributes, call.body)
         _usage_attributes(attributes, entry)  # the answer's identity is on the client span
         if entry.cost is not None:

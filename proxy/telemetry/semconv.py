@@ -69,6 +69,9 @@ BUDGET_SUBJECT: Final = "tollhouse.budget.subject"
 COMPLETION: Final = "tollhouse.completion"  # the audit record's status
 ATTEMPTS: Final = "tollhouse.attempts"
 ATTEMPT: Final = "tollhouse.attempt"  # 1-based number of a client span's attempt
+ROUTE_REASON: Final = "tollhouse.route.reason"  # why the first deployment came first
+ROUTE_CANDIDATES: Final = "tollhouse.route.candidates"  # upstreams in the order tried
+ROUTE_EXCLUDED: Final = "tollhouse.route.excluded"  # upstreams the policy ruled out
 COST: Final = "tollhouse.cost"
 CURRENCY: Final = "tollhouse.currency"
 OVERHEAD_MS: Final = "tollhouse.overhead_ms"
@@ -96,6 +99,9 @@ SAFE_ATTRIBUTES: Final = frozenset(
         DECISION_RULES,
         DESTINATION,
         UPSTREAM,
+        ROUTE_REASON,
+        ROUTE_CANDIDATES,
+        ROUTE_EXCLUDED,
         BUDGET_STATE,
         COMPLETION,
         CURRENCY,

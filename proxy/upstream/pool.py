@@ -14,6 +14,7 @@ from governance.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRefusedError,
     UpstreamTimeoutError,
 )
 
@@ -76,7 +77,9 @@ def transport_error(exc: BaseException, upstream: str, phase: str) -> UpstreamEr
     been processed); a read timeout is not (the upstream may still be working on it).
     """
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamConnectError(f"upstream {upstream}: connect timed out")
+        return UpstreamRefusedError(f"upstream {upstream}: connect timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamRefusedError(f"upstream {upstream}: cannot connect ({exc.os_error})")
     if isinstance(exc, TimeoutError):  # includes aiohttp's SocketTimeoutError
         return UpstreamTimeoutError(f"upstream {upstream}: read timed out {phase}")
     return UpstreamConnectError(

@@ -40,6 +40,21 @@ def test_valid_file_with_environment_overrides(tmp_path: Path) -> None:
     assert settings.upstream_api_keys["vllm-a"].get_secret_value() == "sk-fake"
     assert "sk-fake" not in repr(settings)
     assert (settings.spend.currency, settings.spend.prices_file) == ("EUR", "prices.yaml")
+    assert settings.upstreams[0].probe is None
+    assert (settings.routing.cooldown_after_failures, settings.routing.cooldown_s) == (3, 10.0)
+
+
+def test_a_probe_takes_health_and_metrics_urls(tmp_path: Path) -> None:
+    probed = GOOD.replace(
+        "destination: internal",
+        "destination: internal\n    probe:\n      health_url: http://10.0.0.5:8000/health\n"
+        "      metrics_url: http://10.0.0.5:8000/metrics\n      interval_s: 0.5",
+    )
+    probe = load_settings(write(tmp_path, probed), {"VLLM_KEY": "x"}).upstreams[0].probe
+    assert probe is not None
+    assert probe.health_url == "http://10.0.0.5:8000/health"
+    assert probe.metrics_url == "http://10.0.0.5:8000/metrics"
+    assert (probe.interval_s, probe.timeout_s) == (0.5, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +64,15 @@ def test_valid_file_with_environment_overrides(tmp_path: Path) -> None:
         (("upstream: vllm-a", "upstream: vllm-b"), "unknown upstream 'vllm-b'"),
         (("currency: EUR", "currency: euro"), "spend.currency"),
         (("database_url:", "databse_url:"), "databse_url: Extra inputs are not permitted"),
+        (
+            ("destination: internal", "destination: internal\n    probe: {interval_s: 5}"),
+            "upstreams[0].probe: Value error, a probe needs health_url, metrics_url or both",
+        ),
+        (
+            ("destination: internal", "destination: internal\n    probe: {health_url: vllm}"),
+            "upstreams[0].probe.health_url",
+        ),
+        (("spend:", "routing: {cooldown_s: 0}\nspend:"), "routing.cooldown_s"),
     ],
 )
 def test_invalid_files_name_the_field(

@@ -110,6 +110,9 @@ def suite_config(alpha: str, beta: str, database_url: str) -> dict[str, Any]:
             "retry_after_max_s": 1.0,
         },
         "audit": {"write_timeout_s": 2.0},
+        # The shared proxy serves every suite: one test's injected failures must not cool
+        # an upstream down for the next (tests/proxy/test_load_routing.py tests cooldown).
+        "routing": {"cooldown_after_failures": 0},
         "auth_cache_ttl_s": 0.2,
     }
 

@@ -56,6 +56,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("POST", "/admin/audit/checkpoints", None, {"admin"}),
     ("POST", "/admin/audit/forget", {"app": "nobody-{uid}"}, {"admin"}),
     ("POST", "/admin/audit/purge", {"older_than_days": 36500}, {"admin"}),
+    ("GET", "/admin/upstreams", None, {"admin", "sre"}),
     ("GET", "/v1/models", None, {"app"}),
     (
         "POST",

@@ -17,6 +17,7 @@ import pytest
 
 from governance.pii import TextAnalyzer
 from tests.proxy.conftest import Harness, running_proxy, suite_config
+from tests.upstream.anthropic_server import AnthropicServer, Scripted
 from tests.upstream.azure_server import (
     API_KEY,
     AzureFault,
@@ -109,6 +110,34 @@ class AzureFake:
         self.server.reset()
 
 
+class AnthropicFake:
+    upstream = "anthropic"
+    model = "chat-anthropic"
+    # Anthropic's error types by status (its API reference); 503 is not listed there, so
+    # the generic api_error.
+    TYPES = {429: "rate_limit_error", 400: "invalid_request_error", 401: "authentication_error"}
+
+    def __init__(self, server: AnthropicServer) -> None:
+        self.server = server
+
+    def fail(self, failure: Failure) -> None:
+        seconds = failure.retry_after_s
+        self.server.script(
+            Scripted(
+                status=failure.status,
+                error_type=self.TYPES.get(failure.status, "api_error"),
+                retry_after=None if seconds is None else str(seconds),
+                times=failure.attempts,
+            )
+        )
+
+    def requests(self) -> int:
+        return len(self.server.received)
+
+    def reset(self) -> None:
+        self.server.reset()
+
+
 @dataclass
 class Providers:
     harness: Harness
@@ -122,17 +151,35 @@ def providers(
     analyzer: TextAnalyzer,
 ) -> Iterator[Providers]:
     azure = AzureOpenAIServer({"chat-prod": "gpt-4o-2024-08-06"}).start()
+    anthropic = AnthropicServer().start()
     base = suite_config(upstreams[0].url, upstreams[1].url, database_url)
-    configured: list[dict[str, Any]] = [*base["upstreams"], tollhouse_upstream("azure", azure.url)]
+    configured: list[dict[str, Any]] = [
+        *base["upstreams"],
+        tollhouse_upstream("azure", azure.url),
+        {
+            "name": "anthropic",
+            "kind": "anthropic",
+            "base_url": anthropic.base_url,
+            "api_key_env": "ALPHA_KEY",
+            "destination": "external",
+            "timeout_s": 2.0,
+            "connect_timeout_s": 1.0,
+        },
+    ]
     models = [
         *base["models"],
         {"name": "chat-azure", "deployments": [{"upstream": "azure", "model": "chat-prod"}]},
+        {
+            "name": "chat-anthropic",
+            "deployments": [{"upstream": "anthropic", "model": "claude-test-1"}],
+        },
     ]
     environ = {"AZURE_OPENAI_KEY": API_KEY}
-    # Anthropic: once its fake exists (tests/upstream/anthropic_server.py), start it here,
-    # add its upstream and a "chat-anthropic" model above and its key to `environ`, and an
-    # `AnthropicFake` (a `Provider`) to the list below.
-    all_providers: list[Provider] = [OpenAICompatibleFake(upstreams[0]), AzureFake(azure)]
+    all_providers: list[Provider] = [
+        OpenAICompatibleFake(upstreams[0]),
+        AzureFake(azure),
+        AnthropicFake(anthropic),
+    ]
     try:
         with running_proxy(
             database_url,
@@ -145,6 +192,7 @@ def providers(
             yield Providers(harness, all_providers)
     finally:
         azure.stop()
+        anthropic.stop()
 
 
 def observed(harness: Harness, provider: Provider, failure: Failure) -> dict[str, Any]:

@@ -296,6 +296,7 @@ def test_blocked_request_has_no_client_span(obs: Observed) -> None:
     assert attrs["tollhouse.decision"] == "block"
     assert attrs["error.type"] == caught.value.code
     assert attrs["tollhouse.completion"] == "rejected"
+    assert "tollhouse.route.reason" not in attrs  # refused before any routing
     assert attrs["http.response.status_code"] == 400
     assert server.status_code == "ERROR"
     blocked = [
@@ -329,6 +330,10 @@ def test_retried_request_has_a_client_span_per_attempt(obs: Observed) -> None:
     attrs = dict(server.attributes or {})
     assert attrs["tollhouse.attempts"] == 3
     assert attrs["tollhouse.upstream"] == "beta"
+    # The routing decision: the order tried and why alpha came first.
+    assert attrs["tollhouse.route.candidates"] == ["alpha", "beta"]
+    assert attrs["tollhouse.route.reason"] == "the only ready weighted deployment"
+    assert "tollhouse.route.excluded" not in attrs
     assert "error.type" not in attrs
     errors = obs.points("tollhouse.upstream.errors")
     assert any(
