@@ -65,27 +65,29 @@ def _any_value(value: Any) -> bytes:
 
 
 class _KeyValues:
-    """``KeyValue`` messages, with the encodings of recurring string pairs (apps, models,
-    policy names) kept; the cache starts over when it grows past ``limit``."""
+    """``KeyValue`` fields, with the encodings of recurring pairs kept: strings (apps,
+    models, policy names) and integers (ports, statuses, token counts). The cache starts
+    over when it grows past ``limit``."""
 
-    def __init__(self, limit: int = 4096) -> None:
-        self._cache: dict[tuple[str, str], bytes] = {}
+    def __init__(self, limit: int = 8192) -> None:
+        self._cache: dict[tuple[bytes, str, str | int], bytes] = {}
         self._limit = limit
 
     def encode(self, tag: bytes, attributes: Mapping[str, Any]) -> bytes:
         cache = self._cache
         parts = []
         for key, value in attributes.items():
-            if type(value) is str and len(value) <= 128:
-                pair = (key, value)
+            kind = type(value)
+            if (kind is str and len(value) <= 128) or kind is int:
+                pair = (tag, key, value)
                 encoded = cache.get(pair)
                 if encoded is None:
                     if len(cache) >= self._limit:
                         cache.clear()
-                    encoded = cache[pair] = _key_value(key, value)
+                    encoded = cache[pair] = _field(tag, _key_value(key, value))
+                parts.append(encoded)
             else:
-                encoded = _key_value(key, value)
-            parts.append(_field(tag, encoded))
+                parts.append(_field(tag, _key_value(key, value)))
         return b"".join(parts)
 
 
