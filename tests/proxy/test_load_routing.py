@@ -290,4 +290,3 @@ def test_idle_replicas_are_drawn_by_weight(routed: Fleet) -> None:
     assert completed["chosen"] == upstream
     assert [c["rank"] for c in completed["candidates"]] == [1, 2]
     assert completed["reason"] == "weighted draw among 2 ready deployments with equal load"
-
