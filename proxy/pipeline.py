@@ -45,7 +45,7 @@ from proxy.answer_filter import AnswerFilter, masker_for
 from proxy.calls import Call, Endpoint, ProxiedRequest, completion_for
 from proxy.pii_gate import PiiGate
 from proxy.policies import PolicyCache
-from proxy.routing import Router, Target
+from proxy.routing import Router
 from proxy.spend import Accounting
 from proxy.stream_relay import StreamRelay, open_stream
 from proxy.telemetry import RequestTrace, Telemetry
@@ -245,7 +245,7 @@ class Pipeline:
             )
         call.answer = AnswerFilter(call.pseudonyms, masker)
         call.route = self._router.plan(call.model, decision.destinations)
-        await self._accounting.admit(call, self.plan)
+        await self._accounting.admit(call)
 
     async def _evaluate(
         self,
@@ -288,11 +288,6 @@ class Pipeline:
             return (await self._evaluate(shadow, facts, opaque, findings)).shadow_trace()
         except Exception as exc:
             return {"version": shadow.version, "error": type(exc).__name__}
-
-    def plan(self, call: Call) -> list[Target]:
-        """Deployments the request may use, in file order (routing orders them later)."""
-        assert call.route is not None
-        return call.route.permitted
 
     async def redact_for_audit(self, call: Call, content: Any) -> Any:
         """The answer as the audit trail keeps it: as is (full) or with PII masked."""

@@ -112,7 +112,7 @@ class Accounting:
         return fields
 
     # -- budgets and rate limits -----------------------------------------------------
-    async def admit(self, call: Call, plan: Callable[[Call], list[Target]]) -> None:
+    async def admit(self, call: Call) -> None:
         """Apply the decision's budgets and rate limits; raise 429 errors when one refuses.
 
         An admitted request under a budget holds its estimated cost until its completed
@@ -148,8 +148,9 @@ class Accounting:
             call.headers["x-tollhouse-budget-warning"] = ", ".join(
                 f"{use.budget.name}={use.fraction:.0%}" for use in warnings
             )
-        if rules.budgets:  # the plan only for the price estimate, only when needed
-            self._hold(call, subject, plan(call))
+        if rules.budgets:
+            assert call.route is not None
+            self._hold(call, subject, call.route.permitted)
 
     def _hold(self, call: Call, subject: Subject, targets: list[Target]) -> None:
         assert call.body is not None

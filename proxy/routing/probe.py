@@ -86,7 +86,8 @@ class ReplicaProbe:
             ok, detail = await self._health(probe.health_url, probe.timeout_s)
             was = self._board.state(name).healthy
             self._board.record_health(name, ok, detail)
-            if was is not ok and (was is not None or not ok):
+            first_pass = was is None and ok  # nothing worth a warning
+            if was is not ok and not first_pass:
                 log.warning(
                     "upstream %s health check %s%s",
                     name,

@@ -70,6 +70,7 @@ def model(*deployments: tuple[str, int]) -> ModelConfig:
 
 
 MODEL = model(("a", 3), ("b", 1), ("c", 0))
+DRAWS = random.Random(11)  # the weighted draws of `order`
 BOTH = ("internal", "external")
 
 
@@ -82,7 +83,7 @@ def plan(r: Router, m: ModelConfig = MODEL, permitted: tuple[str, ...] = BOTH) -
 
 def order(r: Router, m: ModelConfig = MODEL, permitted: tuple[str, ...] = BOTH) -> list[str]:
     route = r.plan(m, permitted)  # type: ignore[arg-type]
-    return [t.adapter.name for t in route.order(r.board, r._rng)]
+    return [t.adapter.name for t in route.order(r.board, DRAWS)]
 
 
 def test_weights_decide_the_first_choice_among_idle_replicas_and_zero_is_fallback_only() -> None:
