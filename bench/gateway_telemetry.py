@@ -13,7 +13,7 @@ scenario and the ratio traced/plain.
     .venv/bin/python bench/gateway_telemetry.py [--rounds 3] [--duration 10] [--warmup 3]
 
 Needs ``wrk`` (apt-get install wrk). Results of each round stay under
-``.tollhouse/bench-telemetry/round-N/`` (the harness's results.json and results.md).
+``.tollhouse/bench-telemetry/round-N/results/`` (the harness's results.json and results.md).
 """
 
 from __future__ import annotations
@@ -21,21 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from governed_setup import ROOT, prepare
+from harness import MODEL, UPSTREAM, by_level, run_harness, tollhouse_target
 
-HARNESS = ROOT.parent / "shared" / "tools" / "gatewaybench"
 WORK = ROOT / ".tollhouse" / "bench-telemetry"
-STUB_PORT = 18000
-MODEL = "bench-model"
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -55,101 +49,46 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def targets(config_plain: Path, config_traced: Path, key: str, sink: str) -> list[dict[str, Any]]:
-    tollhouse = str(Path(sys.executable).with_name("tollhouse"))
-    common = {
-        "port": 18200,
-        "path": "/v1/chat/completions",
-        "headers": {"Authorization": f"Bearer {key}"},
-        "model": MODEL,
-        "ready_path": "/healthz",
-        "ready_timeout": 60,
-    }
-    return [
-        {
-            **common,
-            "name": "tollhouse-plain",
-            "cmd": f"exec {tollhouse} serve --config {config_plain} --port {{port}}",
-            "notes": "telemetry off",
-        },
-        {
-            **common,
-            "name": "tollhouse-traced",
-            "cmd": f"exec {tollhouse} serve --config {config_traced} --port {{port}}",
-            "env": {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
-                "OTEL_TRACES_EXPORTER": "otlp",
-                "OTEL_METRICS_EXPORTER": "otlp",
-                "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-            },
-            "notes": "traces and metrics over OTLP/HTTP",
-        },
-    ]
-
-
-# The harness passes durations as floats (``-d10.0s``), which Debian's wrk 4.1 refuses;
-# this wrapper, first on the harness's PATH, passes whole seconds on.
-WRK_WRAPPER = """#!/usr/bin/env bash
-args=()
-for a in "$@"; do
-  if [[ $a =~ ^(-d|--timeout=)([0-9]+)\\.0*s$ ]]; then a="${BASH_REMATCH[1]}${BASH_REMATCH[2]}s"; fi
-  args+=("$a")
-done
-exec %s "${args[@]}"
-"""
-
-
-def by_level(results: dict[str, Any], target: str, field: str) -> dict[str, float]:
-    """``{"chat c1": value, ...}`` of one field for one target of one harness run."""
-    return {
-        f"{run['scenario']} c{run['concurrency']}": float(run[field])
-        for run in results["runs"]
-        if run.get("target") == target and run.get(field) is not None
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        sys.exit("wrk is missing: apt-get install wrk")
-    shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "bin").mkdir(parents=True)
-    wrapper = WORK / "bin" / "wrk"
-    wrapper.write_text(WRK_WRAPPER % wrk)
-    wrapper.chmod(0o755)
-    path = f"{WORK / 'bin'}:{os.environ['PATH']}"
-    upstream = f"http://127.0.0.1:{STUB_PORT}/v1"
     quiet = {"logging": {"level": "WARNING"}}
-    plain, key = prepare(WORK / "plain", upstream, MODEL, MODEL, extra=quiet)
-    traced, traced_key = prepare(WORK / "traced", upstream, MODEL, MODEL, extra=quiet)
+    plain, key = prepare(WORK / "plain", UPSTREAM, MODEL, MODEL, extra=quiet)
+    traced, traced_key = prepare(WORK / "traced", UPSTREAM, MODEL, MODEL, extra=quiet)
     os.sched_setaffinity(0, {0})  # the sink shares the load CPU with wrk and the stub
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sink = f"http://127.0.0.1:{server.server_address[1]}"
+    spec = [
+        tollhouse_target("tollhouse-plain", plain, key, notes="telemetry off"),
+        tollhouse_target(
+            "tollhouse-traced",
+            traced,
+            traced_key,
+            env={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+            },
+            notes="traces and metrics over OTLP/HTTP",
+        ),
+    ]
     per_round: list[dict[str, dict[str, float]]] = []
     try:
         for number in range(1, args.rounds + 1):
             order = ["tollhouse-plain", "tollhouse-traced"]
             if number % 2 == 0:
                 order.reverse()
-            spec = targets(plain, traced, key, sink)
-            spec[1]["headers"] = {"Authorization": f"Bearer {traced_key}"}
-            targets_file = WORK / f"targets-{number}.json"
-            targets_file.write_text(json.dumps(spec))
-            results_dir = WORK / f"round-{number}"
-            subprocess.run(
+            results_dir = run_harness(
+                WORK / f"round-{number}",
+                spec,
                 [
-                    "bash",
-                    str(HARNESS / "run.sh"),
                     "--targets",
                     ",".join(["direct", *order]),
-                    "--targets-file",
-                    str(targets_file),
                     "--direct-runs",
                     "1",
                     "--scenarios",
@@ -160,13 +99,8 @@ def main() -> None:
                     str(args.duration),
                     "--warmup",
                     str(args.warmup),
-                    "--model",
-                    MODEL,
-                    "--results-dir",
-                    str(results_dir),
                 ],
-                check=True,
-                env={**os.environ, "GWB_SKIP_SETUP": "1", "PATH": path},
+                setup=False,
             )
             results = json.loads((results_dir / "results.json").read_text())
             per_round.append(

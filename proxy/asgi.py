@@ -31,24 +31,32 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def cancel_on_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``; if the client disconnects first, cancel it and raise `ClientDisconnected`."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    """Run ``work``; if the client disconnects first, cancel it and raise `ClientDisconnected`.
+
+    ``work`` runs in the calling task; one watcher task waits for the disconnect and
+    cancels the caller. The watcher only runs while the caller is suspended, which is
+    inside ``work``, so its cancellation always lands there (as `asyncio.timeout` relies
+    on too) and never after ``work`` has returned.
+    """
+    caller = asyncio.current_task()
+    assert caller is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(receive)
+        gone = True
+        caller.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        if gone and caller.uncancel() == 0:  # our cancellation, not someone else's
+            raise ClientDisconnected from None
         raise
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    raise ClientDisconnected
 
 
 class EventStreamResponse(Response):

@@ -108,6 +108,11 @@ class ChainedEntry(AuditEntry):
 
 
 _CONTENT_FIELDS = ("request_content", "response_content")
+_CHAIN_FIELDS = ("chain_id", "seq", "prev_hash", "content_digest", "content_key_id", "record_hash")
+CHAINED_ROW_KEYS = (
+    tuple(f.name for f in dataclasses.fields(AuditEntry) if f.name not in _CONTENT_FIELDS)
+    + _CHAIN_FIELDS
+)  # the keys of every `chained_row`
 
 
 def chained_row(

@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Table, insert
 
+from governance.db.bulk import BulkStatement
 from governance.db.traffic_models import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, AuditTag, TrafficHourly
 from governance.db.upsert import AddingUpserts
 from governance.spend.ledger import Countable
@@ -53,7 +54,9 @@ _HOUR_KEYS = (
     "status",
     "action",
 )
-_INSERT_TAGS = insert(cast(Table, AuditTag.__table__))
+_INSERT_TAGS = BulkStatement(
+    insert(cast(Table, AuditTag.__table__)), ("tag", "chain_id", "seq", "recorded_at")
+)
 
 
 class Traffic(Countable, Protocol):
@@ -240,7 +243,5 @@ class TrafficLedger:
                 {**dict(zip(_HOUR_KEYS, key, strict=True)), **sums.as_row()}
                 for key, sums in sorted(totals.hourly.items())
             ]
-            upsert = self._upserts.statement(connection.dialect.name, TrafficHourly, _HOUR_KEYS)
-            connection.execute(upsert, rows)
-        if totals.tags:
-            connection.execute(_INSERT_TAGS, totals.tags)
+            self._upserts.execute(connection, TrafficHourly, _HOUR_KEYS, rows)
+        _INSERT_TAGS.execute(connection, totals.tags)

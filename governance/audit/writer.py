@@ -37,8 +37,9 @@ from typing import Protocol, cast
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
 from governance.audit.chain import FORMAT, GENESIS, content_digest
-from governance.audit.records import AuditEntry, ChainedEntry, chained_row
+from governance.audit.records import CHAINED_ROW_KEYS, AuditEntry, ChainedEntry, chained_row
 from governance.audit.vault import ENCRYPTION, DataKeys, seal
+from governance.db.bulk import BulkStatement
 from governance.db.models import AuditChain, AuditContent, AuditRecord
 from governance.errors import AuditUnavailableError
 
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 
 # Built once: constructing statements costs more than executing them at one record a batch.
 _chains = cast(Table, AuditChain.__table__)
-_INSERT_RECORDS = insert(cast(Table, AuditRecord.__table__))
-_INSERT_CONTENT = insert(cast(Table, AuditContent.__table__))
+_INSERT_RECORDS = BulkStatement(insert(cast(Table, AuditRecord.__table__)), CHAINED_ROW_KEYS)
+_INSERT_CONTENT = BulkStatement(
+    insert(cast(Table, AuditContent.__table__)), ("chain_id", "seq", "encryption", "body")
+)
 _INSERT_CHAIN = insert(_chains)
 _READ_HEAD = select(_chains.c.head_seq, _chains.c.head_hash).where(
     _chains.c.chain_id == bindparam("chain")
@@ -285,9 +288,8 @@ class AuditWriter:
             )
             if moved.rowcount != 1:
                 raise RuntimeError(f"audit chain {self.chain_id} moved under its writer")
-        connection.execute(_INSERT_RECORDS, rows)
-        if contents:
-            connection.execute(_INSERT_CONTENT, contents)
+        _INSERT_RECORDS.execute(connection, rows)
+        _INSERT_CONTENT.execute(connection, contents)
         if self._ledgers:
             placed = [
                 ChainedEntry.of(entry, self.chain_id, first_seq + i)

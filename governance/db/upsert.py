@@ -7,12 +7,13 @@ backends, so concurrent writers never lose a count, and it needs no prior read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from governance.db.bulk import BulkStatement
 from governance.db.money import money_add
 from governance.db.types import ExactDecimal
 
@@ -24,6 +25,24 @@ class AddingUpserts:
 
     def __init__(self) -> None:
         self._statements: dict[tuple[str, str], Any] = {}
+        self._bulk: dict[tuple[str, str], BulkStatement] = {}
+
+    def execute(
+        self,
+        connection: Connection,
+        model: type[Any],
+        keys: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Add ``rows`` (each naming every column) to ``model``'s table in one statement."""
+        if not rows:
+            return
+        dialect = connection.dialect.name
+        bulk = self._bulk.get((dialect, model.__tablename__))
+        if bulk is None:
+            bulk = BulkStatement(self.statement(dialect, model, keys), tuple(rows[0]))
+            self._bulk[(dialect, model.__tablename__)] = bulk
+        bulk.execute(connection, rows)
 
     def statement(self, dialect: str, model: type[Any], keys: Sequence[str]) -> Any:
         """The upsert for ``model``'s table, keyed on ``keys`` (its primary key)."""

@@ -188,7 +188,6 @@ class Ledger:
             self.apply_totals(connection, totals)
 
     def apply_totals(self, connection: Connection, totals: Totals) -> None:
-        dialect = connection.dialect.name
         daily = [
             {
                 **dict(zip((*_DAILY_KEYS, "currency"), key, strict=True)),
@@ -203,9 +202,7 @@ class Ledger:
             }
             for key, s in sorted(totals.daily.items())
         ]
-        connection.execute(
-            self._upserts.statement(dialect, SpendDaily, (*_DAILY_KEYS, "currency")), daily
-        )
+        self._upserts.execute(connection, SpendDaily, (*_DAILY_KEYS, "currency"), daily)
         counters = [
             {
                 **dict(zip(_COUNTER_KEYS, key, strict=True)),
@@ -215,10 +212,10 @@ class Ledger:
             }
             for key, s in sorted(totals.counters.items())
         ]
-        connection.execute(self._upserts.statement(dialect, UsageCounter, _COUNTER_KEYS), counters)
+        self._upserts.execute(connection, UsageCounter, _COUNTER_KEYS, counters)
         if totals.rates:
             rates = [
                 {**dict(zip(_RATE_KEYS, key, strict=True)), "requests": 0, "tokens": tokens}
                 for key, tokens in sorted(totals.rates.items())
             ]
-            connection.execute(self._upserts.statement(dialect, RateCounter, _RATE_KEYS), rates)
+            self._upserts.execute(connection, RateCounter, _RATE_KEYS, rates)

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from governance.config.schema import Destination, UpstreamConfig
 from governance.errors import (
@@ -33,6 +34,7 @@ class OpenAICompatibleAdapter:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._pool = UpstreamPool(config)
+        self._targets: dict[str, URL] = {}  # parsed once: aiohttp would parse every time
 
     async def close(self) -> None:
         await self._pool.close()
@@ -42,7 +44,7 @@ class OpenAICompatibleAdapter:
     ) -> aiohttp.ClientResponse:
         try:
             response = await self._pool.client().post(
-                self._url(path, body),
+                self._target(self._url(path, body)),
                 data=orjson.dumps(body),
                 headers={**self._headers, **headers} if headers else self._headers,
             )
@@ -54,6 +56,12 @@ class OpenAICompatibleAdapter:
             finally:
                 response.release()
         return response
+
+    def _target(self, url: str) -> URL:
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = URL(url)
+        return target
 
     def _url(self, path: str, body: Mapping[str, Any]) -> str:
         """Where an OpenAI ``path`` is sent (the hook a dialect with other URLs overrides)."""

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
             port=port,
             log_config=None,  # keep the scrubbing handler configure_logging installed
             access_log=False,
+            proxy_headers=False,  # nothing reads the client address; one layer less
         )
         return 0
     # Each worker process builds its own app (and audit writer) from the same file.
@@ -48,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
         log_config=None,  # each worker configures logging in app_from_environment
         access_log=False,
+        proxy_headers=False,
     )
     return 0
