@@ -76,7 +76,7 @@ class AuditEntry:
 
     def as_row(self) -> dict[str, Any]:
         """The entry's own fields (content included), as named in `AuditEntry`."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in _ENTRY_FIELDS}
 
     @property
     def has_content(self) -> bool:
@@ -89,6 +89,9 @@ class AuditEntry:
         return canonical_json_text(
             {"request": self.request_content, "response": self.response_content}
         ).encode("utf-8")
+
+
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEntry))  # read once, not per row
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
