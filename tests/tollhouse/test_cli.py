@@ -248,6 +248,20 @@ def test_demo_curl_example_works(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(20)
+    # Stopping the demo stops its dashboard: no Streamlit process outlives it.
+    assert _eventually_gone(f"{dashboard}/_stcore/health", timeout_s=15)
+
+
+def _eventually_gone(url: str, timeout_s: float) -> bool:
+    """Whether ``url`` stops answering within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                time.sleep(0.2)
+        except OSError:
+            return True
+    return False
 
 
 def _eventually_ok(url: str, timeout_s: float) -> bool:

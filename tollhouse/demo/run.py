@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,10 @@ def trail_status(settings: Settings) -> str:
     )
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | None = None) -> int:
     stack = start(directory, port or free_port())
     base_url = f"{stack.proxy.url}/v1"
@@ -388,6 +393,9 @@ def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | Non
             )
             print(f"\nDashboard:   {dashboard.address}  (sign in with the key {dashboard.key})")
             print("The proxy and the dashboard keep running; press Ctrl-C to stop.", flush=True)
+            # SIGTERM (a service manager, a test) stops it as Ctrl-C does, so the
+            # dashboard's process is stopped too instead of outliving the demo.
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 threading.Event().wait()
             finally:
