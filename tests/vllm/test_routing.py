@@ -94,21 +94,22 @@ def routed(
 
 class Busy:
     """Keeps a replica generating: ``streams`` long completions sent straight to it (not
-    through Tollhouse), each replaced as it ends, until `stop`."""
+    through Tollhouse), each replaced as it ends, until `stop`. Their lengths differ, so
+    they do not all end (and the replica's gauge drop) at the same moment."""
 
     def __init__(self, server: VllmServer, streams: int) -> None:
         self._server = server
         self._done = threading.Event()
         self._pool = ThreadPoolExecutor(streams)
-        self._futures = [self._pool.submit(self._loop) for _ in range(streams)]
+        self._futures = [self._pool.submit(self._loop, 120 + 20 * i) for i in range(streams)]
 
-    def _loop(self) -> None:
+    def _loop(self, max_tokens: int) -> None:
         client = self._server.client(timeout_s=120)
         while not self._done.is_set():
             client.completions.create(
                 model=CHAT_MODEL,
                 prompt="keep generating",
-                max_tokens=200,
+                max_tokens=max_tokens,
                 temperature=0,
                 extra_body={"ignore_eos": True},
             )
@@ -140,7 +141,7 @@ def test_requests_avoid_the_replica_vllm_reports_busy(routed: Routed) -> None:
     assert routing["chosen"] == "vllm-chat-b"
     assert routing["reason"].startswith("least load per weight")
     loads = {c["upstream"]: c["load"] for c in routing["candidates"]}
-    assert loads["vllm-chat-a"] >= 3 > loads["vllm-chat-b"]
+    assert loads["vllm-chat-a"] > loads["vllm-chat-b"]  # the reason it went to b
     # Idle again: both replicas take requests.
     wait_until(lambda: routed.upstreams()["vllm-chat-a"].get("load", {}).get("running", 1) == 0, 60)
     chosen = {routed.chat()[1] for _ in range(16)}
