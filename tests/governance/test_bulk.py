@@ -131,5 +131,6 @@ def test_upserts_add_to_existing_rows(fresh_engine: Engine) -> None:
 
 def test_a_statement_whose_binds_differ_from_the_keys_is_refused(fresh_engine: Engine) -> None:
     bulk = BulkStatement(insert(_RECORDS), ("request_id", "not_a_column"))
-    with fresh_engine.begin() as connection, pytest.raises(Exception, match=r"differ|not_a"):
+    refused = pytest.raises(ValueError, match="differ from the row keys")
+    with fresh_engine.begin() as connection, refused:
         bulk.execute(connection, [{"request_id": "r", "not_a_column": 1}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,16 @@ class DemoDashboard:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a service manager, a test) stop the demo as Ctrl-C does, so its
+    cleanup runs and the dashboard's process does not outlive it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def start_dashboard(settings: Settings, config_path: Path, port: int) -> DemoDashboard:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from governance.policy.store import PolicyStore
 from governance.spend.report import spend_report
 from proxy.app import create_app
 from proxy.serving import BackgroundServer
-from tollhouse.demo.dashboard import start_dashboard
+from tollhouse.demo.dashboard import start_dashboard, stop_on_sigterm
 from tollhouse.demo.model_server import FakeModelServer, ServerThread, free_port
 from tollhouse.table import render_table
 
@@ -352,10 +351,6 @@ def trail_status(settings: Settings) -> str:
     )
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | None = None) -> int:
     stack = start(directory, port or free_port())
     base_url = f"{stack.proxy.url}/v1"
@@ -393,9 +388,7 @@ def run(directory: Path, port: int | None, wait: bool, dashboard_port: int | Non
             )
             print(f"\nDashboard:   {dashboard.address}  (sign in with the key {dashboard.key})")
             print("The proxy and the dashboard keep running; press Ctrl-C to stop.", flush=True)
-            # SIGTERM (a service manager, a test) stops it as Ctrl-C does, so the
-            # dashboard's process is stopped too instead of outliving the demo.
-            signal.signal(signal.SIGTERM, _interrupt)
+            stop_on_sigterm()
             try:
                 threading.Event().wait()
             finally:
